@@ -1,0 +1,1 @@
+"""Device drivers: transports, pure parsers (bytes -> Measurements) and device simulators."""

@@ -1,0 +1,1 @@
+"""Provincial hub: ingest, dedupe, acks, fleet registry."""

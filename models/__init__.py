@@ -1,0 +1,1 @@
+"""Risk models: reference scores, ONNX builds and signed manifests."""

@@ -1,0 +1,1 @@
+"""Provisioning: keys, certificates, enrollment bundles and preflight checks."""
