@@ -70,3 +70,63 @@ register(
         serial=SerialSettings(baudrate=9600),
     )
 )
+
+# BLE formats: one characteristic value per feed (protocols.md §1.1 for the UUIDs; the Heart
+# Rate and Glucose service UUIDs 180d/1808 are UNVERIFIED there, Assigned Numbers).
+for _name, _cls, _svc, _char, _desc in (
+    ("ble-blood-pressure", "ble_blood_pressure:BloodPressureParser", "1810", "2a35",
+     "Bluetooth Blood Pressure Measurement (0x2A35)"),
+    ("ble-temperature", "ble_temperature:TemperatureParser", "1809", "2a1c",
+     "Bluetooth Health Thermometer Temperature Measurement (0x2A1C)"),
+    ("ble-plx-spot", "ble_plx_spot:PlxSpotCheckParser", "1822", "2a5e",
+     "Bluetooth Pulse Oximeter PLX Spot-check Measurement (0x2A5E)"),
+    ("ble-plx-continuous", "ble_plx_continuous:PlxContinuousParser", "1822", "2a5f",
+     "Bluetooth Pulse Oximeter PLX Continuous Measurement (0x2A5F)"),
+    ("ble-heart-rate", "ble_heart_rate:HeartRateParser", "180d", "2a37",
+     "Bluetooth Heart Rate Measurement (0x2A37)"),
+    ("ble-weight", "ble_weight:WeightParser", "181d", "2a9d",
+     "Bluetooth Weight Scale Weight Measurement (0x2A9D)"),
+    ("ble-glucose", "ble_glucose:GlucoseParser", "1808", "2a18",
+     "Bluetooth Glucose Measurement (0x2A18), records fetched via RACP"),
+):
+    register(
+        FormatSpec(
+            name=_name,
+            kind="ble",
+            parser=f"device_drivers.{_cls}",
+            description=_desc,
+            ble_service=_svc,
+            ble_characteristic=_char,
+        )
+    )
+
+# Serial formats (protocols.md §2.2-2.4). Nonin format 2: 9600 8N1 (Nonin OEM default; systole
+# opens it this way). Contec legacy: 19200 8O1 with XON/XOFF (atbrask-CMS50). HL7 v2 over a
+# serial line: 9600 8N1 is a common monitor default; set per device in the config.
+register(
+    FormatSpec(
+        name="nonin-format2",
+        kind="serial",
+        parser="device_drivers.nonin_format2:NoninFormat2Parser",
+        description="Nonin serial data format #2 (5-byte frames, 75/s), one reading per vital per second",
+        serial=SerialSettings(baudrate=9600),
+    )
+)
+register(
+    FormatSpec(
+        name="contec-cms50",
+        kind="serial",
+        parser="device_drivers.contec_cms50:ContecCms50Parser",
+        description="Contec CMS50D+ legacy live stream (5-byte packets, ~60/s), decimated to ~1/s",
+        serial=SerialSettings(baudrate=19200, parity="O", xonxoff=True),
+    )
+)
+register(
+    FormatSpec(
+        name="hl7v2",
+        kind="serial",
+        parser="device_drivers.hl7v2:Hl7v2Parser",
+        description="HL7 v2 ORU^R01 in MLLP framing (LOINC or MDC coded OBX)",
+        serial=SerialSettings(baudrate=9600),
+    )
+)

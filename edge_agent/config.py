@@ -55,6 +55,7 @@ class DeviceConfig:
     scenario: str = "normal"
     baudrate: int | None = None
     silent_after_s: float = 30.0
+    speed: float = 1.0  # simulated devices only: time compression (2 = twice the real pace)
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,7 +189,8 @@ def _parse_device(sec: _Section) -> DeviceConfig:
         address=sec.string("address", ""),
         scenario=sec.string("scenario", "normal"),
         baudrate=sec.optional_int("baudrate"),
-        silent_after_s=sec.number("silent_after_s", 30.0, minimum=1.0),
+        silent_after_s=sec.number("silent_after_s", 30.0, minimum=0.1),
+        speed=sec.number("speed", 1.0, minimum=0.01),
     )
     sec.finish()
     return dev

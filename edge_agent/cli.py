@@ -1,0 +1,223 @@
+"""``edge-agent``: the gateway's command line (DESIGN §4).
+
+Exit codes: 0 ok, 1 runtime failure, 2 usage or input error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import binascii
+import json
+import logging
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from device_drivers.base import DriverError
+from device_drivers.registry import FORMATS, create_parser
+from edge_agent import __version__
+from edge_agent.config import ConfigError, load_config
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
+        stream=sys.stderr,
+    )
+
+
+# -- decode -----------------------------------------------------------------------------------
+def cmd_decode(args: argparse.Namespace) -> int:
+    if args.list:
+        for name in sorted(FORMATS):
+            print(f"{name}\t{FORMATS[name].kind}\t{FORMATS[name].description}" if args.long else name)
+        return EXIT_OK
+    if not args.format:
+        print("edge-agent decode: name a FORMAT (see `edge-agent decode --list`)", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        parser = create_parser(args.format)
+    except DriverError as exc:
+        print(f"edge-agent decode: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    chunks: list[bytes] = []
+    if args.hex:
+        for text in args.hex:
+            cleaned = text.replace(" ", "").replace(":", "").replace("-", "")
+            try:
+                chunks.append(binascii.unhexlify(cleaned))
+            except (binascii.Error, ValueError):
+                print(f"edge-agent decode: {text!r} is not hex (expected pairs of 0-9a-f)", file=sys.stderr)
+                return EXIT_USAGE
+    else:
+        chunks.append(sys.stdin.buffer.read())
+    count = 0
+    for chunk in chunks:
+        for m in parser.feed(chunk):
+            print(json.dumps(m.to_json(), ensure_ascii=False))
+            count += 1
+    rejected = dict(parser.stats.rejected)
+    if count == 0:
+        reason = parser.stats.last_error or "no complete reading in the input"
+        detail = f" (rejected: {json.dumps(rejected)})" if rejected else ""
+        print(f"edge-agent decode: {args.format}: nothing decoded: {reason}{detail}", file=sys.stderr)
+        return EXIT_USAGE
+    if rejected:
+        print(f"edge-agent decode: {args.format}: also rejected {json.dumps(rejected)}", file=sys.stderr)
+    return EXIT_OK
+
+
+# -- run --------------------------------------------------------------------------------------
+def cmd_run(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"edge-agent: config error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    _setup_logging(args.log_level)
+    from edge_agent.agent import Agent, install_signal_handlers
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        install_signal_handlers(stop)
+        await Agent(config).run(stop)
+
+    try:
+        asyncio.run(main())
+    except Exception as exc:  # noqa: BLE001 - the daemon's last word before systemd restarts it
+        logging.getLogger("edge_agent").exception("event=agent_failed error=%r", exc)
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+# -- status -----------------------------------------------------------------------------------
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from edge_agent.agent import PID_FILE, STATUS_FILE
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"edge-agent: config error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    path = config.state_dir / STATUS_FILE
+    try:
+        status = json.loads(path.read_text())
+    except FileNotFoundError:
+        print(f"edge-agent status: no status yet in {config.state_dir} (has the agent run?)", file=sys.stderr)
+        return EXIT_FAILURE
+    except (OSError, ValueError) as exc:
+        print(f"edge-agent status: cannot read {path}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    pid_path = config.state_dir / PID_FILE
+    running = pid_path.exists() and _alive(int(pid_path.read_text().strip() or 0))
+    written = datetime.fromisoformat(status["written_at"])
+    status["running"] = running
+    status["age_s"] = round((datetime.now(UTC) - written).total_seconds(), 1)
+    if args.json:
+        print(json.dumps(status, indent=2))
+        return EXIT_OK
+    store = status.get("store", {})
+    print(f"gateway {status['gateway_id']} ({status['province']})  agent {'running' if running else 'NOT running'}, "
+          f"status written {status['age_s']} s ago")
+    print(f"backlog: {status['backlog']['pending']} readings pending sync, oldest "
+          f"{_age(status['backlog']['oldest_pending_age_s'])}")
+    print(f"sync: {status['sync']['state']}, last sync {status['sync']['last_sync_at'] or 'never'}")
+    print(f"disk: {store.get('bytes_on_disk', 0) / 1e6:.1f} MB buffer"
+          + ("  DISK FULL" if store.get("disk_full") else "")
+          + (f"  dropped {store.get('dropped')}" if store.get("dropped") else ""))
+    scoring = status.get("scoring", {})
+    print(f"scoring: {scoring.get('scorer', 'models')}, available={scoring.get('available')}"
+          + (f" error={scoring['error']}" if scoring.get("error") else ""))
+    for dev in status.get("devices", []):
+        print(f"device {dev['id']:<14} {dev['format']:<20} {dev['state']:<12} {dev['measurements']} readings"
+              + (f"  ({dev['detail']})" if dev.get("detail") else ""))
+    return EXIT_OK
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds:.0f} s"
+
+
+# -- demo -------------------------------------------------------------------------------------
+def cmd_demo(args: argparse.Namespace) -> int:
+    from edge_agent.demo import run_demo
+
+    _setup_logging("WARNING")
+    return run_demo(seconds=args.seconds, state_dir=args.state_dir, port=args.port)
+
+
+# -- parser -----------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="edge-agent",
+        description="station-edge gateway agent: reads vital-sign devices, scores risk locally, "
+        "buffers encrypted while offline and syncs to the provincial hub.",
+        epilog="Start with `edge-agent demo` (no hardware, no config). Exit codes: 0 ok, 1 failure, 2 usage/input error.",
+    )
+    ap.add_argument("--version", action="version", version=f"edge-agent {__version__}")
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("demo", help="run the whole appliance on simulated devices (no hardware)",
+                       description="Run the whole appliance on embedded defaults: simulated devices over real "
+                       "pseudo-terminals, a fresh state dir, live lines per reading and alert, and a JSON "
+                       "summary as the last line.")
+    p.add_argument("--seconds", type=float, default=None, help="stop cleanly after N seconds (default: until Ctrl-C)")
+    p.add_argument("--state-dir", type=Path, default=None,
+                   help="reuse this state dir as it is, like a gateway after a restart (default: a fresh temp dir)")
+    p.add_argument("--port", type=int, default=8080, help="dashboard port on 127.0.0.1 (default 8080)")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("run", help="run the daemon (systemd starts this)",
+                       description="Run the gateway daemon with a TOML config until SIGTERM/SIGINT.")
+    p.add_argument("--config", type=Path, required=True, help="path to the TOML config (see docs/config.md)")
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("status", help="devices, backlog, last sync, models, disk use",
+                       description="Show the running agent's last status snapshot.")
+    p.add_argument("--config", type=Path, required=True, help="path to the TOML config")
+    p.add_argument("--json", action="store_true", help="print one JSON object (for scripts)")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("decode", help="decode device bytes with a named parser",
+                       description="Parse bytes with a named format parser and print one JSON object per reading. "
+                       "Each HEX argument is one chunk (for BLE formats: one characteristic value). With no HEX, "
+                       "raw bytes are read from stdin.",
+                       epilog="Example: edge-agent decode ble-blood-pressure '00 78 00 50 00 5D 00'")
+    p.add_argument("format", nargs="?", help="format name (see --list)")
+    p.add_argument("hex", nargs="*", help="hex bytes; spaces and colons allowed")
+    p.add_argument("--list", action="store_true", help="print the format names")
+    p.add_argument("--long", action="store_true", help="with --list: also the kind and a description")
+    p.set_defaults(func=cmd_decode)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    if not getattr(args, "func", None):
+        ap.print_help()
+        return EXIT_USAGE
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

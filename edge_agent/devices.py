@@ -1,0 +1,149 @@
+"""One session per configured device: owns the transport, the parser, reconnects and device state.
+
+States (DESIGN §2, issue 3): ``connecting`` → ``connected`` (port open, no data yet) →
+``reading`` (bytes arriving) → ``silent`` (port open but no bytes for ``silent_after_s``: a wedged
+port or a device switched off) → ``disconnected`` (lost; retried with backoff) or ``error``
+(cannot open; retried with backoff). pyserial blocks, so each serial session reads in its own
+single worker thread: the one explicit hand-off from blocking I/O to the asyncio loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from device_drivers.base import Parser, TransportError
+from device_drivers.records import Measurement, utcnow
+from device_drivers.registry import get_format
+from device_drivers.serial_transport import SerialLink
+from edge_agent.backoff import Backoff
+from edge_agent.config import DeviceConfig
+
+log = logging.getLogger(__name__)
+
+
+class DeviceState(enum.StrEnum):
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    READING = "reading"
+    SILENT = "silent"
+    DISCONNECTED = "disconnected"
+    ERROR = "error"
+    STOPPED = "stopped"
+
+
+@dataclass(slots=True)
+class DeviceStatus:
+    device_id: str
+    format: str
+    transport: str
+    state: DeviceState = DeviceState.CONNECTING
+    detail: str = ""
+    since: datetime = field(default_factory=utcnow)
+    last_data_at: datetime | None = None
+    reconnects: int = 0
+    measurements: int = 0
+
+    def as_dict(self, parser: Parser | None = None) -> dict[str, object]:
+        out: dict[str, object] = {
+            "id": self.device_id,
+            "format": self.format,
+            "transport": self.transport,
+            "state": str(self.state),
+            "detail": self.detail,
+            "since": self.since.isoformat(),
+            "last_data_at": self.last_data_at.isoformat() if self.last_data_at else None,
+            "reconnects": self.reconnects,
+            "measurements": self.measurements,
+        }
+        if parser is not None:
+            out["parser"] = parser.stats.as_dict()
+        return out
+
+
+MeasurementSink = Callable[[str, list[Measurement], datetime], None]
+StateSink = Callable[[DeviceStatus], None]
+
+
+class SerialSession:
+    """Reads one serial device for as long as the agent runs, through unplug and replug."""
+
+    def __init__(
+        self,
+        config: DeviceConfig,
+        on_measurements: MeasurementSink,
+        on_state: StateSink,
+        *,
+        backoff: Backoff | None = None,
+    ) -> None:
+        spec = get_format(config.format)
+        if spec.serial is None:
+            raise ValueError(f"{config.format} is not a serial format")
+        self.config = config
+        self.settings = spec.serial
+        self.parser = spec.create()
+        self.status = DeviceStatus(config.id, config.format, config.transport)
+        self._on_measurements = on_measurements
+        self._on_state = on_state
+        self._backoff = backoff or Backoff(base=0.25, cap=10.0)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"serial-{config.id}")
+
+    def _set_state(self, state: DeviceState, detail: str = "") -> None:
+        if state == self.status.state and detail == self.status.detail:
+            return
+        self.status.state = state
+        self.status.detail = detail
+        self.status.since = utcnow()
+        log.info("event=device_state device=%s state=%s detail=%r", self.config.id, state, detail)
+        self._on_state(self.status)
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                try:
+                    link = await loop.run_in_executor(
+                        self._executor, lambda: SerialLink(self.config.port, self.settings, baudrate=self.config.baudrate)
+                    )
+                except TransportError as exc:
+                    self._set_state(DeviceState.ERROR if self.status.reconnects == 0 else DeviceState.DISCONNECTED, str(exc))
+                    await asyncio.sleep(self._backoff.next_delay())
+                    continue
+                self._set_state(DeviceState.CONNECTED, self.config.port)
+                try:
+                    await self._read_until_lost(loop, link)
+                except TransportError as exc:
+                    self.status.reconnects += 1
+                    self._set_state(DeviceState.DISCONNECTED, str(exc))
+                finally:
+                    await loop.run_in_executor(self._executor, link.close)
+                await asyncio.sleep(self._backoff.next_delay())
+        finally:
+            self._set_state(DeviceState.STOPPED)
+            self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _read_until_lost(self, loop: asyncio.AbstractEventLoop, link: SerialLink) -> None:
+        last_bytes = time.monotonic()
+        while True:
+            data = await loop.run_in_executor(self._executor, link.read, 4096)
+            now = time.monotonic()
+            if not data:
+                if now - last_bytes >= self.config.silent_after_s:
+                    self._set_state(DeviceState.SILENT, f"no bytes for {now - last_bytes:.0f} s")
+                continue
+            last_bytes = now
+            self._backoff.reset()
+            received = utcnow()
+            self.status.last_data_at = received
+            if self.status.state != DeviceState.READING:
+                self._set_state(DeviceState.READING)
+            measurements = self.parser.feed(data)
+            if measurements:
+                self.status.measurements += len(measurements)
+                self._on_measurements(self.config.id, measurements, received)

@@ -1,0 +1,71 @@
+"""The SpO2 safety net: a plain threshold alert that needs no model runtime.
+
+NEWS2 gives 3 points to SpO2 ≤ 91 % on scale 1 (reference/clinical.md §3.1), a "red" single
+parameter score whose response is at least low-medium (§3.2). This scorer raises such an alert
+when SpO2 falls below ``spo2_low`` (default 90 %, issue 2) and clears it when SpO2 recovers. It
+runs when the ONNX models are unavailable, so an oximeter alarm never depends on them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from device_drivers.records import Reading, Vital
+from edge_agent.alerts import Alert, AlertLevel
+
+
+def subject_of(reading: Reading) -> str:
+    return reading.patient_id or f"device:{reading.device_id}"
+
+
+class SpO2SafetyNet:
+    def __init__(self, spo2_low: float = 90.0) -> None:
+        self.spo2_low = spo2_low
+        self._open: dict[str, Alert] = {}
+
+    def on_readings(self, readings: Sequence[Reading], now: datetime) -> list[Alert]:
+        changes: list[Alert] = []
+        for r in readings:
+            if r.vital != Vital.SPO2:
+                continue
+            subject = subject_of(r)
+            current = self._open.get(subject)
+            if r.value < self.spo2_low and current is None:
+                alert = Alert(
+                    alert_id=f"{r.uid}:spo2",
+                    subject=subject,
+                    kind="spo2_low",
+                    level=AlertLevel.LOW_MEDIUM,
+                    state="raised",
+                    message=f"SpO2 {r.value:.0f} % < {self.spo2_low:.0f} %",
+                    raised_at=now,
+                    score=r.value,
+                    inputs=((str(r.vital), r.value, r.uid),),
+                    model="safety-net:spo2",
+                )
+                self._open[subject] = alert
+                changes.append(alert)
+            elif r.value >= self.spo2_low and current is not None:
+                del self._open[subject]
+                changes.append(
+                    Alert(
+                        alert_id=current.alert_id,
+                        subject=subject,
+                        kind=current.kind,
+                        level=current.level,
+                        state="cleared",
+                        message=f"SpO2 recovered to {r.value:.0f} %",
+                        raised_at=current.raised_at,
+                        score=r.value,
+                        inputs=((str(r.vital), r.value, r.uid),),
+                        model=current.model,
+                    )
+                )
+        return changes
+
+    def tick(self, now: datetime) -> list[Alert]:
+        return []
+
+    def status(self) -> dict[str, object]:
+        return {"scorer": "safety-net", "available": True, "open_alerts": len(self._open)}

@@ -1,0 +1,69 @@
+"""The serial transport against a simulator on a real pseudo-terminal: read, unplug, replug."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from device_drivers.base import TransportError
+from device_drivers.masimo_ascii import MasimoAsciiParser
+from device_drivers.registry import SerialSettings, get_format
+from device_drivers.serial_transport import SerialLink, resolve_port
+from device_drivers.simulators import PtySimulator
+
+SETTINGS = get_format("masimo-ascii").serial or SerialSettings()
+
+
+def read_for(link: SerialLink, seconds: float) -> bytes:
+    data = b""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        data += link.read(4096)
+    return data
+
+
+def test_reads_lines_from_the_pty(masimo_sim: PtySimulator) -> None:
+    link = SerialLink(str(masimo_sim.link), SETTINGS)
+    try:
+        out = MasimoAsciiParser().feed(read_for(link, 0.5))
+    finally:
+        link.close()
+    assert len(out) >= 3  # 20x pace: ~10 lines of 3 readings in 0.5 s
+
+
+def test_unplug_raises_and_replug_reopens_the_same_path(masimo_sim: PtySimulator) -> None:
+    link = SerialLink(str(masimo_sim.link), SETTINGS)
+    assert read_for(link, 0.2)
+    masimo_sim.unplug()
+    with pytest.raises(TransportError, match="device lost"):
+        read_for(link, 1.0)
+    link.close()
+    with pytest.raises(TransportError, match="cannot open"):
+        SerialLink(str(masimo_sim.link), SETTINGS)
+    masimo_sim.replug()
+    link = SerialLink(str(masimo_sim.link), SETTINGS)
+    try:
+        assert MasimoAsciiParser().feed(read_for(link, 0.5))
+    finally:
+        link.close()
+
+
+def test_pyserial_urls_pass_through() -> None:
+    link = SerialLink("loop://", SETTINGS)
+    try:
+        link.write(b"05/14/25 09:12:03 SPO2=096% BPM=081\r\n")
+        assert MasimoAsciiParser().feed(read_for(link, 0.2))[0].value == 96.0
+    finally:
+        link.close()
+
+
+@pytest.mark.parametrize("spec", ["usb:0403", "usb:zz:6001", "usb:0403:6001:a:b"])
+def test_bad_usb_specs_are_clear_errors(spec: str) -> None:
+    with pytest.raises(TransportError, match="USB port spec"):
+        resolve_port(spec)
+
+
+def test_absent_usb_device_is_a_clear_error() -> None:
+    with pytest.raises(TransportError, match="no USB serial device 0403:6001"):
+        resolve_port("usb:0403:6001")

@@ -1,0 +1,93 @@
+"""Config loading: every wrong or missing key fails with a message naming it (and exit code 2)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edge_agent.config import ConfigError, load_config
+
+EXAMPLE = Path(__file__).parents[2] / "edge_agent" / "example-config.toml"
+
+GOOD = """
+version = 1
+[gateway]
+id = "gw-0001"
+province = "ha-giang"
+state_dir = "state"
+[[devices]]
+id = "ox-1"
+format = "masimo-ascii"
+transport = "serial"
+port = "/dev/ttyUSB0"
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "agent.toml"
+    path.write_text(text)
+    return path
+
+
+def test_example_config_loads() -> None:
+    cfg = load_config(EXAMPLE)
+    assert cfg.gateway.id == "gw-0001"
+    assert cfg.devices[0].format == "masimo-ascii"
+    assert cfg.store.group_commit_ms == 100
+
+
+def test_good_config_resolves_relative_state_dir(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, GOOD))
+    assert cfg.state_dir == tmp_path / "state"
+    assert cfg.db_path.parent == tmp_path / "state"
+    assert cfg.keystore_path == tmp_path / "state" / "keystore.json"
+
+
+@pytest.mark.parametrize(
+    ("edit", "key"),
+    [
+        (lambda t: t.replace('id = "gw-0001"\n', ""), "gateway.id"),
+        (lambda t: t.replace('province = "ha-giang"', 'province = 7'), "gateway.province"),
+        (lambda t: t.replace('format = "masimo-ascii"', 'format = "nope"'), "devices[0].format"),
+        (lambda t: t.replace('transport = "serial"', 'transport = "carrier-pigeon"'), "devices[0].transport"),
+        (lambda t: t.replace('port = "/dev/ttyUSB0"\n', ""), "devices[0].port"),
+        (lambda t: t + "[store]\nquota_mb = -5\n", "store.quota_mb"),
+        (lambda t: t + "[store]\nretention_dayz = 3\n", "store.retention_dayz"),
+        (lambda t: t + "[alerts]\nspo2_low = \"ninety\"\n", "alerts.spo2_low"),
+        (lambda t: t.replace("version = 1", "version = 9"), "version"),
+        (lambda t: t.replace("version = 1", ""), "version"),
+        (lambda t: "colour = 'blue'\n" + t, "colour"),
+        (lambda t: t + "colour = 'blue'\n", "devices[0].colour"),
+        (lambda t: t.replace('id = "ox-1"', 'id = "bad id!"'), "devices[0].id"),
+    ],
+)
+def test_bad_key_is_named(tmp_path: Path, edit, key: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, edit(GOOD)))
+    assert info.value.key == key
+    assert str(info.value).startswith(key)
+
+
+def test_duplicate_device_ids(tmp_path: Path) -> None:
+    dup = GOOD + '[[devices]]\nid = "ox-1"\nformat = "masimo-ascii"\ntransport = "simulated"\n'
+    with pytest.raises(ConfigError, match=r"devices\[1\]\.id: duplicate"):
+        load_config(write(tmp_path, dup))
+
+
+def test_not_toml_and_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(write(tmp_path, "version = = 1"))
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load_config(tmp_path / "absent.toml")
+
+
+def test_cli_exits_2_naming_the_key(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD.replace('format = "masimo-ascii"', 'format = "nope"'))
+    proc = subprocess.run(
+        [sys.executable, "-m", "edge_agent.cli", "run", "--config", str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 2
+    assert "devices[0].format" in proc.stderr

@@ -1,0 +1,96 @@
+"""A serial device session survives the device disappearing and coming back, without a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+from device_drivers.records import Measurement
+from device_drivers.simulators import PtySimulator, create_simulator
+from edge_agent.backoff import Backoff
+from edge_agent.config import DeviceConfig
+from edge_agent.devices import DeviceState, DeviceStatus, SerialSession
+
+
+async def wait_for(cond: Callable[[], bool], timeout: float = 10.0) -> None:
+    end = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > end:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+
+
+def make_session(port: Path, silent_after_s: float = 30.0) -> tuple[SerialSession, list[Measurement], list[DeviceState]]:
+    got: list[Measurement] = []
+    states: list[DeviceState] = []
+
+    def sink(device_id: str, ms: list[Measurement], at: datetime) -> None:
+        got.extend(ms)
+
+    def on_state(status: DeviceStatus) -> None:
+        states.append(status.state)
+
+    cfg = DeviceConfig(id="ox-1", format="masimo-ascii", transport="serial", port=str(port), silent_after_s=silent_after_s)
+    return SerialSession(cfg, sink, on_state, backoff=Backoff(base=0.05, cap=0.2)), got, states
+
+
+def test_unplug_and_replug(masimo_sim: PtySimulator) -> None:
+    async def scenario() -> None:
+        session, got, states = make_session(masimo_sim.link)
+        task = asyncio.create_task(session.run())
+        await wait_for(lambda: len(got) >= 6)
+        masimo_sim.unplug()
+        await wait_for(lambda: session.status.state in (DeviceState.DISCONNECTED, DeviceState.ERROR))
+        before = len(got)
+        await asyncio.sleep(0.5)  # several reconnect attempts fail while unplugged
+        assert len(got) == before
+        masimo_sim.replug()
+        await wait_for(lambda: len(got) >= before + 6)
+        assert session.status.state == DeviceState.READING
+        assert session.status.reconnects >= 1
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        assert states[0] == DeviceState.CONNECTED
+        assert DeviceState.DISCONNECTED in states and states[-1] == DeviceState.STOPPED
+
+    asyncio.run(scenario())
+
+
+def test_missing_device_then_plugged_in(tmp_path: Path) -> None:
+    sim = create_simulator("masimo-ascii", link=tmp_path / "late", speed=20)
+
+    async def scenario() -> None:
+        session, got, _ = make_session(sim.link)
+        task = asyncio.create_task(session.run())
+        await wait_for(lambda: session.status.state == DeviceState.ERROR)
+        assert "cannot open" in session.status.detail
+        sim.start()
+        try:
+            await wait_for(lambda: len(got) >= 3)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            sim.stop()
+
+    asyncio.run(scenario())
+
+
+def test_wedged_port_is_reported_silent(tmp_path: Path) -> None:
+    sim = PtySimulator(lambda state, rng: iter(()), link=tmp_path / "mute", name="mute")
+    sim.replug()  # plugged in, but the device never sends a byte
+
+    async def scenario() -> None:
+        session, _, _ = make_session(sim.link, silent_after_s=0.5)
+        task = asyncio.create_task(session.run())
+        try:
+            await wait_for(lambda: session.status.state == DeviceState.SILENT, timeout=5)
+            assert "no bytes" in session.status.detail
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            sim.unplug()
+
+    asyncio.run(scenario())
