@@ -100,9 +100,10 @@ for _name, _cls, _svc, _char, _desc in (
         )
     )
 
-# Serial formats (protocols.md §2.2-2.4). Nonin format 2: 9600 8N1 (Nonin OEM default; systole
-# opens it this way). Contec legacy: 19200 8O1 with XON/XOFF (atbrask-CMS50). HL7 v2 over a
-# serial line: 9600 8N1 is a common monitor default; set per device in the config.
+# Serial formats (protocols.md §2.2-2.4). Nonin format 2: 9600 8N1 (systole `recording.py`
+# opens the Nonin with pyserial's defaults, i.e. 9600 8N1; the Nonin OEM spec is not in the
+# reference, so UNVERIFIED beyond that). Contec legacy: 19200 8O1 with XON/XOFF (atbrask-CMS50).
+# HL7 v2 over a serial line: 9600 8N1 is a common monitor default; set per device in the config.
 register(
     FormatSpec(
         name="nonin-format2",

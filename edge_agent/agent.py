@@ -23,10 +23,9 @@ from typing import Any
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from device_drivers.records import utcnow
-from device_drivers.registry import get_format
 from edge_agent import __version__
 from edge_agent.config import AgentConfig, DeviceConfig
-from edge_agent.devices import DeviceStatus, SerialSession
+from edge_agent.devices import BleSession, DeviceSession, DeviceStatus, SerialSession, ble_link_for
 from edge_agent.events import DeviceStateChanged, EventHub
 from edge_agent.pipeline import Pipeline, Scorer
 from edge_agent.safety_net import SpO2SafetyNet
@@ -72,7 +71,7 @@ class Agent:
         self.store: BufferStore | None = None
         self.pipeline: Pipeline | None = None
         self.scorer: Scorer | None = None
-        self.sessions: list[SerialSession] = []
+        self.sessions: list[DeviceSession] = []
         self._simulators: list[Any] = []
         self._tasks: list[asyncio.Task[None]] = []
         self.synced = 0
@@ -90,8 +89,10 @@ class Agent:
         self.pipeline = Pipeline(gateway_id=cfg.gateway.id, store=self.store, scorer=self.scorer, events=self.events)
         (cfg.state_dir / PID_FILE).write_text(f"{os.getpid()}\n")
 
-    def _session_for(self, dev: DeviceConfig) -> SerialSession:
+    def _session_for(self, dev: DeviceConfig) -> DeviceSession:
         assert self.pipeline is not None
+        if dev.transport == "ble":
+            return BleSession(dev, self.pipeline.submit, self._device_state, link=ble_link_for(dev))
         if dev.transport == "simulated":
             from device_drivers.simulators import create_simulator
 
@@ -99,8 +100,6 @@ class Agent:
             sim = create_simulator(dev.format, link=link, scenario=dev.scenario, speed=dev.speed).start()
             self._simulators.append(sim)
             dev = DeviceConfig(**{**_fields(dev), "transport": "serial", "port": str(link)})
-        if get_format(dev.format).kind != "serial":
-            raise NotImplementedError(f"device {dev.id}: BLE transport is not wired into the agent yet")
         return SerialSession(dev, self.pipeline.submit, self._device_state)
 
     def _device_state(self, status: DeviceStatus) -> None:

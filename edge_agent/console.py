@@ -31,6 +31,7 @@ LEVELS = {
     "medium": "TRUNG BÌNH/MEDIUM",
     "high": "CAO/HIGH",
 }
+DECIMALS = {Vital.BODY_TEMP: 1, Vital.GLUCOSE: 1, Vital.PERFUSION_INDEX: 1, Vital.BODY_WEIGHT: 2}
 UNIT_TEXT = {"/min": "/phút", "Cel": "°C", "mm[Hg]": "mmHg", "%": "%", "kg": "kg", "mmol/L": "mmol/L"}
 
 
@@ -46,7 +47,7 @@ class ConsoleView:
         if isinstance(event, ReadingsStored):
             for r in event.readings:
                 when = r.measured_at.astimezone().strftime("%H:%M:%S")
-                value = f"{r.value:.{1 if r.vital in (Vital.BODY_TEMP, Vital.GLUCOSE, Vital.PERFUSION_INDEX) else 0}f}"
+                value = f"{r.value:.{DECIMALS.get(r.vital, 0)}f}"
                 flags = f"  [{', '.join(sorted(r.flags - {'clock_unsynced'}))}]" if r.flags - {"clock_unsynced"} else ""
                 self._print(
                     f"{when}  {r.device_id:<14} {LABELS[r.vital]:<18} {value:>6} {UNIT_TEXT.get(r.unit, r.unit)}{flags}"

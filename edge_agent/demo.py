@@ -24,6 +24,12 @@ from edge_agent.events import EventHub
 # parser in this build are skipped, so the demo always runs.
 DEMO_DEVICES: tuple[DeviceConfig, ...] = (
     DeviceConfig(id="oximeter-1", format="masimo-ascii", transport="simulated", scenario="desaturation"),
+    DeviceConfig(id="oximeter-2", format="nonin-format2", transport="simulated", scenario="tachycardia"),
+    DeviceConfig(id="monitor-1", format="hl7v2", transport="simulated", scenario="fever"),
+    DeviceConfig(id="bp-cuff", format="ble-blood-pressure", transport="ble", address="replay:bp_cuff.json", speed=4.0),
+    DeviceConfig(id="thermometer", format="ble-temperature", transport="ble", address="replay:thermometer.json",
+                 speed=4.0),
+    DeviceConfig(id="scale", format="ble-weight", transport="ble", address="replay:scale.json", speed=4.0),
 )
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from device_drivers.base import Parser, TransportError
+from device_drivers.ble import BleDeviceLink
 from device_drivers.records import Measurement, utcnow
 from device_drivers.registry import get_format
 from device_drivers.serial_transport import SerialLink
@@ -71,28 +72,17 @@ MeasurementSink = Callable[[str, list[Measurement], datetime], None]
 StateSink = Callable[[DeviceStatus], None]
 
 
-class SerialSession:
-    """Reads one serial device for as long as the agent runs, through unplug and replug."""
+class DeviceSession:
+    """What every session shares: its status, its parser and reporting state changes."""
 
-    def __init__(
-        self,
-        config: DeviceConfig,
-        on_measurements: MeasurementSink,
-        on_state: StateSink,
-        *,
-        backoff: Backoff | None = None,
-    ) -> None:
-        spec = get_format(config.format)
-        if spec.serial is None:
-            raise ValueError(f"{config.format} is not a serial format")
+    def __init__(self, config: DeviceConfig, on_measurements: MeasurementSink, on_state: StateSink,
+                 backoff: Backoff | None) -> None:
         self.config = config
-        self.settings = spec.serial
-        self.parser = spec.create()
+        self.parser: Parser = get_format(config.format).create()
         self.status = DeviceStatus(config.id, config.format, config.transport)
         self._on_measurements = on_measurements
         self._on_state = on_state
         self._backoff = backoff or Backoff(base=0.25, cap=10.0)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"serial-{config.id}")
 
     def _set_state(self, state: DeviceState, detail: str = "") -> None:
         if state == self.status.state and detail == self.status.detail:
@@ -103,6 +93,48 @@ class SerialSession:
         log.info("event=device_state device=%s state=%s detail=%r", self.config.id, state, detail)
         self._on_state(self.status)
 
+    def _lost(self, exc: TransportError) -> None:
+        self.status.reconnects += 1
+        self._set_state(DeviceState.DISCONNECTED, str(exc))
+
+    def _open_failed(self, exc: TransportError) -> None:
+        self._set_state(DeviceState.ERROR if self.status.reconnects == 0 else DeviceState.DISCONNECTED, str(exc))
+
+    def _data(self, data: bytes) -> list[Measurement]:
+        """Feed received bytes to the parser and pass on what it decoded."""
+        self._backoff.reset()
+        received = utcnow()
+        self.status.last_data_at = received
+        if self.status.state != DeviceState.READING:
+            self._set_state(DeviceState.READING)
+        measurements = self.parser.feed(data)
+        if measurements:
+            self.status.measurements += len(measurements)
+            self._on_measurements(self.config.id, measurements, received)
+        return measurements
+
+    async def run(self) -> None:
+        raise NotImplementedError
+
+
+class SerialSession(DeviceSession):
+    """Reads one serial device for as long as the agent runs, through unplug and replug."""
+
+    def __init__(
+        self,
+        config: DeviceConfig,
+        on_measurements: MeasurementSink,
+        on_state: StateSink,
+        *,
+        backoff: Backoff | None = None,
+    ) -> None:
+        super().__init__(config, on_measurements, on_state, backoff)
+        spec = get_format(config.format)
+        if spec.serial is None:
+            raise ValueError(f"{config.format} is not a serial format")
+        self.settings = spec.serial
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"serial-{config.id}")
+
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         try:
@@ -112,15 +144,14 @@ class SerialSession:
                         self._executor, lambda: SerialLink(self.config.port, self.settings, baudrate=self.config.baudrate)
                     )
                 except TransportError as exc:
-                    self._set_state(DeviceState.ERROR if self.status.reconnects == 0 else DeviceState.DISCONNECTED, str(exc))
+                    self._open_failed(exc)
                     await asyncio.sleep(self._backoff.next_delay())
                     continue
                 self._set_state(DeviceState.CONNECTED, self.config.port)
                 try:
                     await self._read_until_lost(loop, link)
                 except TransportError as exc:
-                    self.status.reconnects += 1
-                    self._set_state(DeviceState.DISCONNECTED, str(exc))
+                    self._lost(exc)
                 finally:
                     await loop.run_in_executor(self._executor, link.close)
                 await asyncio.sleep(self._backoff.next_delay())
@@ -138,12 +169,73 @@ class SerialSession:
                     self._set_state(DeviceState.SILENT, f"no bytes for {now - last_bytes:.0f} s")
                 continue
             last_bytes = now
-            self._backoff.reset()
-            received = utcnow()
-            self.status.last_data_at = received
-            if self.status.state != DeviceState.READING:
-                self._set_state(DeviceState.READING)
-            measurements = self.parser.feed(data)
-            if measurements:
-                self.status.measurements += len(measurements)
-                self._on_measurements(self.config.id, measurements, received)
+            self._data(data)
+            replies = self._replies()
+            if replies:
+                await loop.run_in_executor(self._executor, link.write, replies)
+
+    def _replies(self) -> bytes:
+        """Bytes the protocol wants sent back: HL7 v2 ACKs (MSA AA) for each message received."""
+        take_acks = getattr(self.parser, "take_acks", None)
+        if take_acks is None:
+            return b""
+        from device_drivers.hl7v2 import encode_ack
+
+        now = utcnow()
+        return b"".join(encode_ack(req, now) for req in take_acks())
+
+
+class BleSession(DeviceSession):
+    """Follows one BLE device (bleak, or a replayed capture) through drops and reconnects.
+
+    BLE health devices are idle most of the time (a cuff measures when the nurse presses start),
+    so a BLE session is never reported ``silent``.
+    """
+
+    def __init__(
+        self,
+        config: DeviceConfig,
+        on_measurements: MeasurementSink,
+        on_state: StateSink,
+        *,
+        link: BleDeviceLink,
+        backoff: Backoff | None = None,
+    ) -> None:
+        super().__init__(config, on_measurements, on_state, backoff)
+        self.link = link
+
+    async def run(self) -> None:
+        try:
+            while True:
+                try:
+                    await self.link.connect()
+                except TransportError as exc:
+                    self._open_failed(exc)
+                    await asyncio.sleep(self._backoff.next_delay())
+                    continue
+                self._set_state(DeviceState.CONNECTED, self.link.backend.description)
+                # A scale's resolution comes from its Feature characteristic, read on connect.
+                stats = self.parser.stats
+                self.parser = self.link.create_parser()
+                self.parser.stats = stats
+                try:
+                    async for value in self.link.values():
+                        self._data(value)
+                except TransportError as exc:
+                    self._lost(exc)
+                await asyncio.sleep(self._backoff.next_delay())
+        finally:
+            self._set_state(DeviceState.STOPPED)
+
+
+def ble_link_for(config: DeviceConfig) -> BleDeviceLink:
+    """``address`` is a BLE address, ``replay:<capture.json>`` (a recorded or constructed capture,
+    replayed once through the same code path bleak's callbacks use; the device then stays
+    connected and idle), or empty to discover the first device advertising the format's service."""
+    if config.address.startswith("replay:"):
+        return BleDeviceLink.replay(
+            config.address.removeprefix("replay:"), config.format, speed=config.speed, then="idle"
+        )
+    if config.address:
+        return BleDeviceLink.from_address(config.address, config.format)
+    return BleDeviceLink.discover(config.format)

@@ -15,6 +15,9 @@ from device_drivers.simulators.base import SCENARIOS, FrameSource, PatientState,
 # format name -> "module:function" of its frame source (imported lazily).
 FRAME_SOURCES: dict[str, str] = {
     "masimo-ascii": "device_drivers.simulators.masimo:masimo_frames",
+    "nonin-format2": "device_drivers.simulators.nonin:nonin_frames",
+    "contec-cms50": "device_drivers.simulators.contec:contec_frames",
+    "hl7v2": "device_drivers.simulators.hl7:hl7_frames",
 }
 
 

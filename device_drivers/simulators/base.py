@@ -143,6 +143,7 @@ class PtySimulator:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.bytes_sent = 0
+        self.received = bytearray()
         self.frames_sent = 0
         self.plugged = False
         self._scripted_unplug = False  # the scenario (not a test) pulled the cable
@@ -183,10 +184,15 @@ class PtySimulator:
             self.plugged = False
 
     def write(self, data: bytes) -> None:
-        """Send bytes now; dropped when unplugged or when nobody drains the port (like a UART)."""
+        """Send bytes now; dropped when unplugged or when nobody drains the port (like a UART).
+
+        Bytes the host sent to the device (HL7 ACKs, start commands) are drained first, so the
+        host's writes never block; the last 64 KiB of them are kept in :attr:`received`.
+        """
         with self._lock:
             if self._master is None:
                 return
+            self._drain()
             try:
                 self.bytes_sent += os.write(self._master, data)
             except BlockingIOError:
@@ -194,6 +200,18 @@ class PtySimulator:
             except OSError as exc:  # EIO: the slave side is gone
                 if exc.errno != errno.EIO:
                     raise
+
+    def _drain(self) -> None:
+        assert self._master is not None
+        while True:
+            try:
+                chunk = os.read(self._master, 4096)
+            except (BlockingIOError, OSError):
+                return
+            if not chunk:
+                return
+            self.received += chunk
+            del self.received[:-65536]
 
     # -- running --------------------------------------------------------------------------------
     def start(self) -> PtySimulator:

@@ -49,11 +49,11 @@ def read_status(state: Path) -> dict:  # type: ignore[type-arg]
         return {}
 
 
-def wait_stored(state: Path, at_least: int, timeout: float = 30.0) -> dict:  # type: ignore[type-arg]
+def wait_stored(state: Path, at_least: int, pid: int, timeout: float = 30.0) -> dict:  # type: ignore[type-arg]
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        status = read_status(state)
-        if status.get("pipeline", {}).get("stored", 0) >= at_least:
+        status = read_status(state)  # the snapshot of this process, not a previous run's
+        if status.get("pid") == pid and status.get("pipeline", {}).get("stored", 0) >= at_least:
             return status
         time.sleep(0.1)
     raise AssertionError(f"agent did not store {at_least} readings in {timeout} s: {read_status(state)}")
@@ -63,7 +63,7 @@ def run_until_sigterm(config: Path, at_least: int) -> dict:  # type: ignore[type
     state = config.parent / "state"
     proc = subprocess.Popen([*AGENT, "run", "--config", str(config)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        wait_stored(state, at_least)
+        wait_stored(state, at_least, proc.pid)
         proc.send_signal(signal.SIGTERM)  # mid-ingest: three devices are streaming
         _, err = proc.communicate(timeout=30)
     finally:
@@ -100,11 +100,11 @@ def test_sigterm_during_ingest_leaves_a_consistent_database(tmp_path: Path) -> N
         store.close()
 
     # A restart continues the sequence: uids stay unique for ever.
-    final2 = run_until_sigterm(config_path, at_least=stored + 30)
+    final2 = run_until_sigterm(config_path, at_least=30)
     store = BufferStore.open(cfg.db_path, gateway_id="gw-test", keystore_path=cfg.keystore_path, config=cfg.store)
     try:
         readings = store.pending_batch(100_000)
-        assert len(readings) == final2["pipeline"]["stored"]
+        assert len(readings) == stored + final2["pipeline"]["stored"]
         assert len({r.uid for r in readings}) == len(readings)
         assert min(r.seq for r in readings if r.seq > last_seq) == last_seq + 1
     finally:

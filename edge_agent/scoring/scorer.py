@@ -1,0 +1,498 @@
+"""The scorer: readings in, alert events out (the pipeline's ``Scorer``).
+
+For every subject touched by new readings it builds one row per model from the latest value of
+each input within the window (plus the nurse's observations), runs the signed ONNX models
+(NEWS2, BP category) in one batch per model, runs the sustained-event detectors on the recent
+series, and hands each result to the alert book. Events are saved to the store (the outbox for
+the hub) and returned for the terminal and dashboard.
+
+A missing parameter is NaN in the model row: its sub-score is missing, the result is marked
+*partial* with the missing parameters named, and the total is a lower bound. Nothing missing is
+ever scored as normal. If onnxruntime or a model is unavailable, ``status()`` says so
+(``available: False`` and ``error``); the event detectors, which are plain Python, keep working.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import math
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol, overload
+
+import numpy as np
+
+from device_drivers.records import VITALS, Reading, Vital
+from edge_agent.alerts import Alert, AlertLevel
+from edge_agent.scoring.errors import ManualObservationError
+from edge_agent.scoring.lifecycle import AlertBook, Finding
+from edge_agent.scoring.observations import MANUAL_UID, Observations, Sample, SubjectState
+from edge_agent.scoring.registry import LoadedModel, ModelRegistry
+from edge_agent.scoring.runtime import RuntimeInfo
+from edge_agent.scoring.settings import ScoringSettings
+from models import news2 as ref_news2
+from models.bp import BpCategory
+from models.events import EventRule, detect
+from models.vitals import acvpu_code
+
+log = logging.getLogger(__name__)
+
+_RISK_LEVEL: dict[int, AlertLevel | None] = {
+    0: None,
+    1: AlertLevel.LOW,
+    2: AlertLevel.LOW_MEDIUM,
+    3: AlertLevel.MEDIUM,
+    4: AlertLevel.HIGH,
+}
+_VITAL_LABEL = {"spo2": "SpO2", "heart_rate": "HR", "body_temp": "temp"}
+
+
+class AlertStore(Protocol):
+    """The part of edge_agent.store.BufferStore the scorer uses."""
+
+    def save_alert(self, alert_id: str, payload: dict[str, object], *, updated_at: datetime) -> object: ...
+
+    def load_alerts(self, *, open_only: bool = False) -> list[dict[str, Any]]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SubjectScore:
+    """The latest scores of one subject, for status and the dashboard."""
+
+    subject: str
+    at: datetime
+    news2_total: int | None = None
+    news2_level: str | None = None  # "none", "low", ...
+    news2_partial: bool = True
+    news2_missing: tuple[str, ...] = ()
+    bp_category: str | None = None
+    bp_partial: bool = True
+    risks: tuple[tuple[str, float], ...] = ()  # (model ref, first output value) for role "risk"
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "subject": self.subject,
+            "at": self.at.isoformat(),
+            "news2_total": self.news2_total,
+            "news2_level": self.news2_level,
+            "news2_partial": self.news2_partial,
+            "news2_missing": list(self.news2_missing),
+            "bp_category": self.bp_category,
+            "bp_partial": self.bp_partial,
+            "risks": [list(r) for r in self.risks],
+        }
+
+
+class Scorer:
+    def __init__(
+        self,
+        *,
+        registry: ModelRegistry,
+        runtime: RuntimeInfo,
+        store: AlertStore | None,
+        clock: Callable[[], datetime],
+        settings: ScoringSettings,
+    ) -> None:
+        self.registry = registry
+        self.runtime = runtime
+        self.store = store
+        self.clock = clock
+        self.settings = settings
+        self.book = AlertBook(renotify_s=settings.renotify_s)
+        self.obs = Observations()
+        self._rules: tuple[EventRule, ...] = settings.event_rules()
+        self._dirty: set[str] = set()
+        self._scores: dict[str, SubjectScore] = {}
+        self._lock = threading.RLock()
+        self.run_error = ""  # last model-run failure (cleared by the next success)
+        self.store_errors = 0
+        self.events_emitted = 0
+
+    # -- the pipeline's interface ---------------------------------------------------------------
+    def on_readings(self, readings: Sequence[Reading], now: datetime) -> list[Alert]:
+        with self._lock:
+            touched = []
+            for r in readings:
+                subject = self.obs.add(r)
+                if subject is not None:
+                    touched.append(subject)
+            return self._evaluate(list(dict.fromkeys(touched)), now)
+
+    def tick(self, now: datetime) -> list[Alert]:
+        with self._lock:
+            events = self._evaluate(sorted(self._dirty), now) if self._dirty else []
+            stale_before = now.timestamp() - self.settings.stale_clear_s
+            for subject in {a.subject for a in self.book.open_alerts()}:
+                st = self.obs.subjects.get(subject)
+                last = (
+                    st.last_seen
+                    if st
+                    else max(
+                        (a.updated_at or a.raised_at).timestamp()
+                        for a in self.book.open_alerts()
+                        if a.subject == subject
+                    )
+                )
+                if last < stale_before:
+                    events += self.book.clear_subject(subject, now, "stale: no values")
+            events += self.book.renotify_due(now)
+            keep_from = now.timestamp() - self.settings.window_s
+            forget = now.timestamp() - max(self.settings.stale_clear_s, self.settings.manual_valid_s)
+            self.obs.prune(keep_from, forget_idle_before=forget)
+            self._persist(events, now)
+            return events
+
+    def warm_start(self, readings: Sequence[Reading]) -> None:
+        """Remember already-stored readings (after a restart) without raising anything for them."""
+        with self._lock:
+            for r in readings:
+                self.obs.add(r)
+
+    def acknowledge(self, alert_id: str, who: str, now: datetime) -> Alert:
+        with self._lock:
+            alert = self.book.acknowledge(alert_id, who, now)
+            self._persist([alert], now)
+            return alert
+
+    def set_manual(self, subject: str, **obs: object) -> None:
+        """Nurse's observations: ``resp_rate`` (/min), ``consciousness`` (ACVPU letter),
+        ``on_oxygen`` (bool), ``spo2_scale`` (1 or 2). ``None`` withdraws an observation.
+        Applied at the next ``tick`` or ``on_readings``."""
+        parsed: dict[str, float | None] = {}
+        for key, value in obs.items():
+            parsed[key] = None if value is None else _parse_manual(key, value)
+        with self._lock:
+            now = self.clock()
+            st = self.obs.state(subject)
+            for key, v in parsed.items():
+                if v is None:
+                    st.manual.pop(key, None)
+                else:
+                    self.obs.set_manual(subject, key, v, now)
+            self._dirty.add(subject)
+
+    def status(self) -> dict[str, object]:
+        with self._lock:
+            news2 = self.registry.by_role("news2")
+            if not self.runtime.available:
+                error = f"scores unavailable: {self.runtime.error}"
+            elif news2 is None:
+                why = self.registry.config_error or (self.registry.errors[-1] if self.registry.errors else "")
+                error = "scores unavailable: no NEWS2 model loaded" + (f" ({why})" if why else "")
+            else:
+                error = self.run_error
+            open_alerts = self.book.open_alerts()
+            by_level: dict[str, int] = {}
+            for a in open_alerts:
+                by_level[str(a.level)] = by_level.get(str(a.level), 0) + 1
+            return {
+                "available": self.runtime.available and news2 is not None and not self.run_error,
+                "error": error,
+                "runtime": {"onnxruntime": self.runtime.version, "available": self.runtime.available},
+                **self.registry.status(),
+                "open_alerts": len(open_alerts),
+                "open_alerts_by_level": by_level,
+                "unacknowledged": sum(1 for a in open_alerts if not a.acknowledged),
+                "alert_events": self.events_emitted,
+                "store_errors": self.store_errors,
+                "subjects": len(self.obs.subjects),
+            }
+
+    # -- extras ---------------------------------------------------------------------------------
+    def scores(self) -> list[SubjectScore]:
+        with self._lock:
+            return list(self._scores.values())
+
+    def open_alerts(self) -> list[Alert]:
+        with self._lock:
+            return self.book.open_alerts()
+
+    def push_model(self, manifest_bytes: bytes, model_bytes: bytes) -> LoadedModel:
+        """A model pushed by the hub (signed): validated, persisted, swapped in atomically."""
+        return self.registry.push(manifest_bytes, model_bytes)
+
+    # -- evaluation -----------------------------------------------------------------------------
+    def _evaluate(self, subjects: list[str], now: datetime) -> list[Alert]:
+        if not subjects:
+            return []
+        self._dirty.difference_update(subjects)
+        states = [(s, self.obs.state(s)) for s in subjects]
+        findings: list[Finding] = []
+        scores: dict[str, dict[str, Any]] = {s: {} for s in subjects}
+        for model in self.registry.models():
+            rows, inputs = self._rows(model, states, now)
+            if not rows:
+                continue
+            try:
+                out = model.run(np.array(rows, dtype=np.float64))
+            except Exception as exc:  # noqa: BLE001 - a self-tested model should not fail; say so loudly
+                self.run_error = f"model {model.ref} failed: {type(exc).__name__}: {exc}"
+                log.error("event=model_run_failed model=%s error=%r", model.ref, exc)
+                continue
+            self.run_error = ""
+            for i, (subject, used) in enumerate(inputs):
+                findings += self._findings(
+                    model, subject, used, {k: v[i] for k, v in out.items()}, scores[subject]
+                )
+        for subject, st in states:
+            findings += self._event_findings(subject, st, now)
+        events = [e for f in findings if (e := self.book.assess(f, now)) is not None]
+        for subject in subjects:
+            if scores[subject]:
+                self._scores[subject] = SubjectScore(subject=subject, at=now, **scores[subject])
+        self._persist(events, now)
+        return events
+
+    def _value(self, st: SubjectState, name: str, now: float) -> tuple[float, str] | None:
+        s = self.settings
+        device = st.latest(name, now - s.window_s)
+        manual = st.manual.get(name)
+        if name in ("on_oxygen",):
+            return (manual.value, MANUAL_UID) if manual else None
+        if name == "spo2_scale":
+            return (manual.value, MANUAL_UID) if manual else (float(s.spo2_scale_default), "default")
+        if manual is not None and now - manual.t > s.manual_valid_s:
+            manual = None
+        best = max((x for x in (device, manual) if x is not None), key=lambda x: x.t, default=None)
+        return None if best is None else (best.value, best.uid)
+
+    def _rows(
+        self, model: LoadedModel, states: list[tuple[str, SubjectState]], now: datetime
+    ) -> tuple[list[list[float]], list[tuple[str, list[tuple[str, float, str]]]]]:
+        t = now.timestamp()
+        rows, inputs = [], []
+        columns = model.columns
+        for subject, st in states:
+            row, used = [], []
+            for name in columns:
+                v = self._value(st, name, t)
+                if v is None:
+                    row.append(math.nan)
+                else:
+                    row.append(v[0])
+                    if v[1] != "default":
+                        used.append((name, v[0], v[1]))
+            # nothing but defaults/orders known: no assessment (not a "normal" one)
+            if any(name not in ("spo2_scale", "on_oxygen") for name, _, _ in used):
+                rows.append(row)
+                inputs.append((subject, used))
+        return rows, inputs
+
+    def _findings(
+        self,
+        model: LoadedModel,
+        subject: str,
+        used: list[tuple[str, float, str]],
+        out: dict[str, np.ndarray],
+        score: dict[str, Any],
+    ) -> list[Finding]:
+        role = model.manifest.role
+        if role == "news2":
+            subs = [float(x) for x in np.asarray(out["subscores"]).reshape(-1)]
+            params = ref_news2.PARAMETERS
+            known = frozenset(p for p, x in zip(params, subs, strict=True) if not math.isnan(x))
+            missing = tuple(p for p in params if p not in known)
+            total = int(np.asarray(out["total"]).reshape(-1)[0])
+            risk = int(np.asarray(out["risk"]).reshape(-1)[0])
+            level = _RISK_LEVEL.get(risk)
+            if level is not None and level.rank < self.settings.news2_min_level.rank:
+                level = None
+            causes = tuple(p for p, x in zip(params, subs, strict=True) if not math.isnan(x) and x > 0)
+            red = [p for p, x in zip(params, subs, strict=True) if x == 3.0]
+            score.update(
+                news2_total=total,
+                news2_level=str(level) if level else "none",
+                news2_partial=bool(missing),
+                news2_missing=missing,
+            )
+            text = f"NEWS2 {total}" + (
+                f" (partial, ≥{total}; missing {', '.join(missing)})" if missing else ""
+            )
+            if level is not None:
+                text += f": {level}"
+            if red:
+                text += f"; 3 points for {', '.join(red)}"
+            return [
+                Finding(
+                    subject,
+                    "news2",
+                    level,
+                    known,
+                    causes,
+                    text,
+                    float(total),
+                    bool(missing),
+                    missing,
+                    tuple(used),
+                    model.ref,
+                )
+            ]
+        if role == "bp_category":
+            cat = float(np.asarray(out["category"]).reshape(-1)[0])
+            crisis = float(np.asarray(out["crisis"]).reshape(-1)[0])
+            bp_used = [u for u in used if u[0] in ("bp_systolic", "bp_diastolic")]
+            if math.isnan(cat) or not bp_used:
+                return []
+            known = frozenset(u[0] for u in bp_used)
+            values = {u[0]: u[1] for u in bp_used}
+            score.update(bp_category=BpCategory(int(cat)).label, bp_partial=len(known) < 2)
+            level = self.settings.bp_crisis_level if crisis == 1.0 else None
+            causes = tuple(
+                n
+                for n, lim in (("bp_systolic", 180), ("bp_diastolic", 110))
+                if n in values and math.floor(values[n] + 0.5) >= lim
+            )
+            shown = "/".join(
+                f"{values[n]:.0f}" if n in values else "?" for n in ("bp_systolic", "bp_diastolic")
+            )
+            text = f"BP {shown} mmHg: severe (≥180/110), {BpCategory(int(cat)).label}"
+            missing = tuple(n for n in ("bp_systolic", "bp_diastolic") if n not in known)
+            return [
+                Finding(
+                    subject,
+                    "bp_crisis",
+                    level,
+                    known,
+                    causes,
+                    text,
+                    cat,
+                    bool(missing),
+                    missing,
+                    tuple(bp_used),
+                    model.ref,
+                )
+            ]
+        # role "risk": reported in scores, no alert (a trained model is advisory until validated)
+        first = model.manifest.outputs[-1]
+        vals = np.asarray(out[first], dtype=np.float64).reshape(-1)
+        score["risks"] = (*score.get("risks", ()), (model.ref, float(vals[-1])))
+        return []
+
+    def _event_findings(self, subject: str, st: SubjectState, now: datetime) -> list[Finding]:
+        t = now.timestamp()
+        since = t - self.settings.window_s
+        out = []
+        for rule in self._rules:
+            series = st.series.get(rule.vital)
+            if not series or series[-1].t < since:
+                continue  # nothing recent: neither raised nor resolved
+            ev = detect(rule, _SeriesView(series, since), max_gap_s=self.settings.event_max_gap_s)
+            known = frozenset({rule.vital})
+            if ev is None:
+                if not rule.holds(series[-1].value):  # back to normal: resolved
+                    out.append(
+                        Finding(subject, rule.kind, None, known, (rule.vital,), model=f"rule:{rule.kind}")
+                    )
+                continue  # (condition holds but not for long enough yet: undecided, no change)
+            points = self._single_points(rule.vital, ev.worst, st, t)
+            level = AlertLevel.LOW_MEDIUM if points == 3 else AlertLevel.LOW
+            label = _VITAL_LABEL.get(rule.vital, rule.vital)
+            unit = VITALS[Vital(rule.vital)].unit
+            extreme = "lowest" if rule.op in ("<", "<=") else "highest"
+            lasting = f" for {ev.duration_s:.0f} s" if rule.duration_s > 0 else ""
+            text = (
+                f"{rule.kind}: {label} {rule.op} {rule.threshold:g} {unit}{lasting} ({extreme} {ev.worst:g})"
+            )
+            last = series[-1]
+            out.append(
+                Finding(
+                    subject,
+                    rule.kind,
+                    level,
+                    known,
+                    (rule.vital,),
+                    text,
+                    ev.worst,
+                    False,
+                    (),
+                    ((rule.vital, ev.worst, last.uid),),
+                    f"rule:{rule.kind}@{rule.op}{rule.threshold:g}/{rule.duration_s:g}s",
+                )
+            )
+        return out
+
+    def _single_points(self, vital: str, value: float, st: SubjectState, now: float) -> int:
+        """NEWS2 points of one value (clinical.md §3.2: a single 3 means low-medium)."""
+        if vital == "heart_rate":
+            return ref_news2.score_pulse(value)
+        if vital == "body_temp":
+            return ref_news2.score_temperature(value)
+        if vital == "spo2":
+            scale = self._value(st, "spo2_scale", now)
+            if scale is not None and scale[0] == 2.0:
+                oxy = self._value(st, "on_oxygen", now)
+                return ref_news2.score_spo2_scale2(value, None if oxy is None else oxy[0] > 0.5) or 0
+            return ref_news2.score_spo2_scale1(value)
+        return 0
+
+    def _persist(self, events: list[Alert], now: datetime) -> None:
+        self.events_emitted += len(events)
+        if self.store is None:
+            return
+        for a in events:
+            try:
+                self.store.save_alert(a.alert_id, a.to_json(), updated_at=a.updated_at or now)
+            except Exception as exc:  # noqa: BLE001 - the alert is still shown; counted in status
+                self.store_errors += 1
+                log.error("event=alert_save_failed alert=%s error=%r", a.alert_id, exc)
+
+
+class _SeriesView(Sequence[tuple[float, float]]):
+    """``(t, value)`` pairs of the samples since ``since``, without copying the series (the
+    detector walks back from the end and stops at the first break)."""
+
+    __slots__ = ("_series", "_start")
+
+    def __init__(self, series: list[Sample], since: float) -> None:
+        self._series = series
+        self._start = bisect.bisect_left(series, since, key=lambda s: s.t)
+
+    def __len__(self) -> int:
+        return len(self._series) - self._start
+
+    @overload
+    def __getitem__(self, i: int) -> tuple[float, float]: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[tuple[float, float]]: ...
+    def __getitem__(self, i: int | slice) -> tuple[float, float] | Sequence[tuple[float, float]]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        s = self._series[self._start + i]
+        return (s.t, s.value)
+
+
+def _parse_manual(key: str, value: object) -> float:
+    if key == "resp_rate":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ManualObservationError(key, f"must be a number (/min), got {value!r}")
+        spec = VITALS[Vital.RESP_RATE]
+        if not (spec.low <= float(value) <= spec.high):
+            raise ManualObservationError(key, f"{value} /min is outside {spec.low:g}–{spec.high:g}")
+        return float(value)
+    if key == "consciousness":
+        if not isinstance(value, str):
+            raise ManualObservationError(key, f"must be an ACVPU letter, got {value!r}")
+        try:
+            return float(acvpu_code(value))
+        except ValueError as exc:
+            raise ManualObservationError(key, str(exc)) from exc
+    if key == "on_oxygen":
+        if not isinstance(value, bool):
+            raise ManualObservationError(key, f"must be true or false, got {value!r}")
+        return 1.0 if value else 0.0
+    if key == "spo2_scale":
+        if isinstance(value, bool) or value not in (1, 2):
+            raise ManualObservationError(key, f"must be 1 or 2, got {value!r}")
+        return float(value)
+    raise ManualObservationError(key, "unknown observation (resp_rate, consciousness, on_oxygen, spo2_scale)")
+
+
+def utc_clock() -> datetime:
+    return datetime.now(UTC)

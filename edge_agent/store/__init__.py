@@ -1,0 +1,36 @@
+"""The encrypted offline buffer (issue 4): readings outbox, alert lane, dashboard queries.
+
+See docs/storage.md for the schema, what stays in clear and the key lifecycle.
+"""
+
+from edge_agent.store.buffer import BufferStore, RetentionResult, StoreStats
+from edge_agent.store.envelope import Cipher, choose_cipher, cpu_has_aes
+from edge_agent.store.errors import (
+    DecryptError,
+    KeystoreError,
+    SchemaError,
+    StoreClosedError,
+    StoreCorruptError,
+    StoreError,
+    StoreFullError,
+    TamperError,
+)
+from edge_agent.store.writer import CommitResult
+
+__all__ = [
+    "BufferStore",
+    "Cipher",
+    "CommitResult",
+    "DecryptError",
+    "KeystoreError",
+    "RetentionResult",
+    "SchemaError",
+    "StoreClosedError",
+    "StoreCorruptError",
+    "StoreError",
+    "StoreFullError",
+    "StoreStats",
+    "TamperError",
+    "choose_cipher",
+    "cpu_has_aes",
+]

@@ -1,0 +1,134 @@
+"""The versioned schema: forward migrations, applied in order at open, each in one transaction.
+
+Version history (never edit a released step; add a new one):
+
+1. ``meta``, ``data_keys`` (key ids and a sealed key-check value per key), ``readings``.
+2. ``alerts``: the alert lane, sealed like readings, with a revision for safe acknowledgement.
+3. ``drop_counts`` (per vital and reason) and the deferred index tables ``ix_patient`` and
+   ``ix_time`` (filled in batches by the writer, so a single-reading commit touches one page).
+
+Applied versions are recorded in ``schema_migrations`` (sqlite-utils) and ``PRAGMA user_version``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import sqlite_utils
+
+from edge_agent.store.errors import SchemaError
+
+
+def _v1(db: sqlite_utils.Database) -> None:
+    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    db.execute(
+        """CREATE TABLE data_keys (
+            key_id INTEGER PRIMARY KEY,
+            created_us INTEGER NOT NULL,
+            key_check BLOB NOT NULL,
+            cipher INTEGER NOT NULL,
+            destroyed_us INTEGER
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE readings (
+            seq INTEGER PRIMARY KEY,
+            measured_us INTEGER NOT NULL,
+            received_us INTEGER NOT NULL,
+            vital INTEGER NOT NULL,
+            device_id TEXT NOT NULL,
+            pidx BLOB,
+            key_id INTEGER NOT NULL,
+            cipher INTEGER NOT NULL,
+            synced INTEGER NOT NULL DEFAULT 0,
+            payload BLOB NOT NULL
+        )"""
+    )
+
+
+def _v2(db: sqlite_utils.Database) -> None:
+    db.execute(
+        """CREATE TABLE alerts (
+            alert_id TEXT PRIMARY KEY,
+            rev INTEGER NOT NULL,
+            updated_us INTEGER NOT NULL,
+            is_open INTEGER NOT NULL,
+            key_id INTEGER NOT NULL,
+            cipher INTEGER NOT NULL,
+            synced_us INTEGER,
+            payload BLOB NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX alerts_pending ON alerts (updated_us) WHERE synced_us IS NULL")
+
+
+def _v3(db: sqlite_utils.Database) -> None:
+    db.execute(
+        """CREATE TABLE drop_counts (
+            vital TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            count INTEGER NOT NULL,
+            PRIMARY KEY (vital, reason)
+        ) WITHOUT ROWID"""
+    )
+    db.execute(
+        """CREATE TABLE ix_patient (
+            pidx BLOB NOT NULL, measured_us INTEGER NOT NULL, seq INTEGER NOT NULL,
+            PRIMARY KEY (pidx, measured_us, seq)
+        ) WITHOUT ROWID"""
+    )
+    db.execute(
+        """CREATE TABLE ix_time (
+            measured_us INTEGER NOT NULL, seq INTEGER NOT NULL,
+            PRIMARY KEY (measured_us, seq)
+        ) WITHOUT ROWID"""
+    )
+    db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('indexed_upto', '0')")
+
+
+Migration = Callable[[sqlite_utils.Database], None]
+MIGRATIONS: tuple[tuple[int, str, Migration], ...] = (
+    (1, "meta, data_keys, readings", _v1),
+    (2, "alerts lane", _v2),
+    (3, "drop counts, deferred index tables", _v3),
+)
+LATEST = MIGRATIONS[-1][0]
+
+
+def current_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def migrate(conn: sqlite3.Connection, *, target: int = LATEST) -> list[int]:
+    """Apply every migration above the database's version up to ``target``; returns the versions applied.
+
+    ``conn`` must be in autocommit mode (``isolation_level=None``); each step is one transaction.
+    """
+    db = sqlite_utils.Database(conn)
+    have = current_version(conn)
+    if have > LATEST:
+        raise SchemaError(f"database schema version {have} is newer than this agent understands ({LATEST})")
+    applied = []
+    for version, name, step in MIGRATIONS:
+        if version <= have or version > target:
+            continue
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            if not db["schema_migrations"].exists():
+                db.execute(
+                    "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+                )
+            step(db)
+            db["schema_migrations"].insert(
+                {"version": version, "name": name, "applied_at": datetime.now(UTC).isoformat()}
+            )
+            conn.execute(f"PRAGMA user_version = {version}")
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise SchemaError(f"migration to version {version} ({name}) failed: {exc}") from exc
+        applied.append(version)
+    return applied

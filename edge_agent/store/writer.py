@@ -1,0 +1,196 @@
+"""The group-commit writer: one thread, one FIFO, bounded in readings.
+
+Readings submitted close together share one transaction: the writer waits up to the window
+(counted from the first reading waiting) or until ``max_batch`` readings are queued, then hands
+the batch to ``commit_batch`` on its own thread, which owns the write connection. Commands
+(mark synced, alerts, retention, flush barriers) go through the same FIFO, so they run in
+submission order and never race the readings; a command cuts the window short.
+
+The FIFO holds at most ``max_queued`` readings: a submission that does not fit is not queued
+and ``on_overflow`` is told (the store counts those readings as dropped); it never blocks the
+caller. (A submission larger than the bound is still accepted when the queue is empty.)
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from device_drivers.records import Reading
+from edge_agent.store.errors import StoreClosedError, StoreError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class CommitResult:
+    """What happened to one submission: uids stored (committed) and uids dropped (counted)."""
+
+    stored: tuple[str, ...]
+    dropped: tuple[str, ...]
+
+
+@dataclass(slots=True)
+class _Chunk:
+    readings: Sequence[Reading]
+    future: Future[CommitResult]
+    at: float
+
+
+@dataclass(slots=True)
+class _Command(Generic[T]):
+    fn: Callable[[], T]
+    future: Future[T]
+
+
+# commit_batch(readings) -> one flag per reading: True stored, False dropped
+CommitBatch = Callable[[list[Reading]], list[bool]]
+
+
+def _resolve(fut: Future[Any], value: Any = None, exc: BaseException | None = None) -> None:
+    if fut.done():
+        return
+    if exc is not None:
+        fut.set_exception(exc)
+    else:
+        fut.set_result(value)
+
+
+class GroupCommitWriter:
+    def __init__(
+        self,
+        commit_batch: CommitBatch,
+        *,
+        window_s: float,
+        max_batch: int = 2000,
+        max_queued: int = 20_000,
+        on_overflow: Callable[[Sequence[Reading]], None] = lambda _r: None,
+        name: str = "store-writer",
+    ) -> None:
+        self._commit_batch = commit_batch
+        self._window_s = max(0.0, window_s)
+        self._max_batch = max_batch
+        self._max_queued = max_queued
+        self._on_overflow = on_overflow
+        self._items: collections.deque[_Chunk | _Command[Any]] = collections.deque()
+        self._queued_readings = 0
+        self._queued_commands = 0
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    @property
+    def queued_readings(self) -> int:
+        return self._queued_readings
+
+    def submit(self, readings: Sequence[Reading]) -> Future[CommitResult]:
+        fut: Future[CommitResult] = Future()
+        if not readings:
+            fut.set_result(CommitResult((), ()))
+            return fut
+        with self._cond:
+            if self._stopping:
+                raise StoreClosedError("store is closed")
+            if self._queued_readings and self._queued_readings + len(readings) > self._max_queued:
+                overflow = True
+            else:
+                overflow = False
+                self._items.append(_Chunk(readings, fut, time.monotonic()))
+                self._queued_readings += len(readings)
+                self._cond.notify_all()
+        if overflow:
+            self._on_overflow(readings)
+            fut.set_result(CommitResult((), tuple(r.uid for r in readings)))
+        return fut
+
+    def call(self, fn: Callable[[], T], timeout: float | None = None) -> T:
+        """Run ``fn`` on the writer thread after everything queued before it; wait for its result."""
+        if threading.current_thread() is self._thread:
+            return fn()
+        fut: Future[T] = Future()
+        with self._cond:
+            if self._stopping and not self._thread.is_alive():
+                raise StoreClosedError("store is closed")
+            self._items.append(_Command(fn, fut))
+            self._queued_commands += 1
+            self._cond.notify_all()
+        return fut.result(timeout)
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Commit everything queued, then end the thread."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+
+    # --- the writer thread -------------------------------------------------------------------
+
+    def _take(self) -> list[_Chunk] | _Command[Any] | None:
+        with self._cond:
+            while not self._items:
+                if self._stopping:
+                    return None
+                self._cond.wait()
+            head = self._items[0]
+            if isinstance(head, _Command):
+                self._items.popleft()
+                self._queued_commands -= 1
+                return head
+            deadline = head.at + self._window_s
+            while not self._stopping and not self._queued_commands and self._queued_readings < self._max_batch:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+            chunks: list[_Chunk] = []
+            n = 0
+            while self._items and isinstance(self._items[0], _Chunk):
+                nxt = self._items[0]
+                assert isinstance(nxt, _Chunk)
+                if chunks and n + len(nxt.readings) > self._max_batch:
+                    break
+                self._items.popleft()
+                chunks.append(nxt)
+                n += len(nxt.readings)
+            self._queued_readings -= n
+            return chunks
+
+    def _run(self) -> None:
+        while True:
+            item = self._take()
+            if item is None:
+                return
+            if isinstance(item, _Command):
+                try:
+                    _resolve(item.future, item.fn())
+                except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                    _resolve(item.future, exc=exc)
+                continue
+            batch = [r for c in item for r in c.readings]
+            try:
+                flags = self._commit_batch(batch)
+            except Exception as exc:  # noqa: BLE001 - must not kill the writer thread
+                log.error("event=store_commit_failed readings=%d error=%s", len(batch), type(exc).__name__)
+                err = exc if isinstance(exc, StoreError) else StoreError(f"commit failed: {exc}")
+                for c in item:
+                    _resolve(c.future, exc=err)
+                continue
+            pos = 0
+            for c in item:
+                stored = []
+                dropped = []
+                for r in c.readings:
+                    (stored if flags[pos] else dropped).append(r.uid)
+                    pos += 1
+                _resolve(c.future, CommitResult(tuple(stored), tuple(dropped)))
