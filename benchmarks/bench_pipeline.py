@@ -23,12 +23,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from device_drivers.records import Measurement, Reading, Vital  # noqa: E402
-from edge_agent.config import StoreConfig  # noqa: E402
-from edge_agent.events import EventHub  # noqa: E402
-from edge_agent.pipeline import Pipeline  # noqa: E402
-from edge_agent.safety_net import SpO2SafetyNet  # noqa: E402
-from edge_agent.store import BufferStore  # noqa: E402
+from device_drivers.records import Measurement, Reading, Vital
+from edge_agent.config import StoreConfig
+from edge_agent.events import EventHub
+from edge_agent.pipeline import Pipeline
+from edge_agent.safety_net import SpO2SafetyNet
+from edge_agent.store import BufferStore
 
 LINE = [
     Measurement(Vital.SPO2, 97.0, "%", "masimo-ascii"),

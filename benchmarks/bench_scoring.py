@@ -140,15 +140,12 @@ def main() -> int:
         print(f"load {name} (verify signature + hash + units, create session, self-test): {ms:.1f} ms")
     print(f"RSS added by onnxruntime with all models loaded: {(rss_loaded - rss0) / 1024:.1f} MiB")
     print("per vital set (NEWS2 + BP category), microseconds:")
-    print(
-        f"  onnx       p50 {onnx_p50:8.1f}  p99 {onnx_p99:8.1f}   goal p99 < 1000: {'met' if onnx_p99 < 1000 else 'NOT met'}"
-    )
+    verdict = "met" if onnx_p99 < 1000 else "NOT met"
+    print(f"  onnx       p50 {onnx_p50:8.1f}  p99 {onnx_p99:8.1f}   goal p99 < 1000: {verdict}")
     print(f"  reference  p50 {ref_p50:8.1f}  p99 {ref_p99:8.1f}   (pure-Python baseline, same run)")
     print(f"  ratio onnx/reference: p50 {onnx_p50 / ref_p50:.2f}x  p99 {onnx_p99 / ref_p99:.2f}x")
     print(f"  NEWS2 batch of 32 vital sets: p50 {b_p50:.1f}  p99 {b_p99:.1f}  ({b_p50 / 32:.1f} per set)")
-    print(
-        f"  scorer.on_readings (one SpO2+HR commit, NEWS2+BP+5 detectors): p50 {e2e_p50:.1f}  p99 {e2e_p99:.1f}"
-    )
+    print(f"  scorer.on_readings (one SpO2+HR commit, NEWS2+BP+5 detectors): p50 {e2e_p50:.1f}  p99 {e2e_p99:.1f}")
     return 0
 
 

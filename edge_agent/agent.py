@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -28,7 +29,7 @@ from edge_agent.config import AgentConfig, DeviceConfig
 from edge_agent.devices import BleSession, DeviceSession, DeviceStatus, SerialSession, ble_link_for
 from edge_agent.events import DeviceStateChanged, EventHub
 from edge_agent.pipeline import Pipeline, Scorer
-from edge_agent.safety_net import SpO2SafetyNet
+from edge_agent.safety_net import ScorerWithSafetyNet, SpO2SafetyNet
 from edge_agent.sdnotify import Notifier
 from edge_agent.store import BufferStore
 
@@ -58,8 +59,21 @@ class RunSummary:
 
 
 def build_scorer(config: AgentConfig, store: BufferStore) -> Scorer:
-    """The model-based scorer when it loads; otherwise the SpO2 safety net (and say so)."""
-    return SpO2SafetyNet(config.alerts.spo2_low)
+    """The model scorer (NEWS2, BP category, sustained events) backed by the SpO2 safety net.
+
+    Model or runtime trouble never stops the agent: it shows in status ("scores unavailable")
+    and the safety net takes over SpO2 alerts.
+    """
+    from edge_agent.scoring import build_scorer as build_model_scorer
+
+    settings = config.scoring
+    if settings.pushed_models_dir is None:
+        settings = dataclasses.replace(settings, pushed_models_dir=config.state_dir / "models")
+    scorer = build_model_scorer(models_dir=config.models_dir, store=store, settings=settings)
+    status = scorer.status()
+    if not status.get("available"):
+        log.error("event=scores_unavailable error=%r", status.get("error"))
+    return ScorerWithSafetyNet(scorer, SpO2SafetyNet(config.alerts.spo2_low))
 
 
 class Agent:

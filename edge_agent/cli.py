@@ -89,7 +89,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     try:
         asyncio.run(main())
-    except Exception as exc:  # noqa: BLE001 - the daemon's last word before systemd restarts it
+    except Exception as exc:
         logging.getLogger("edge_agent").exception("event=agent_failed error=%r", exc)
         return EXIT_FAILURE
     return EXIT_OK

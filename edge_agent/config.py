@@ -7,6 +7,7 @@ See ``docs/config.md`` (and ``edge_agent/example-config.toml``) for the referenc
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import tomllib
 from collections.abc import Callable
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from device_drivers.registry import FORMATS
+from edge_agent.alerts import AlertLevel
+from edge_agent.scoring.settings import ScoringSettings, ScoringSettingsError
 
 CONFIG_VERSION = 1
 
@@ -68,8 +71,7 @@ class StoreConfig:
 
 @dataclass(frozen=True, slots=True)
 class AlertConfig:
-    spo2_low: float = 90.0  # foundation alert: SpO2 below this (issue 2); scoring adds NEWS2 etc.
-    renotify_minutes: float = 15.0
+    spo2_low: float = 90.0  # the SpO2 safety net (edge_agent/safety_net.py) while models are unavailable
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +88,8 @@ class AgentConfig:
     store: StoreConfig = field(default_factory=StoreConfig)
     alerts: AlertConfig = field(default_factory=AlertConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    scoring: ScoringSettings = field(default_factory=ScoringSettings)
+    models_dir: Path | None = None  # signed model manifests; default: the shipped models/built
     source: Path | None = None
 
     @property
@@ -245,7 +249,6 @@ def parse_config(data: dict[str, Any], *, base_dir: Path, source: Path | None = 
     def alerts(s: _Section) -> AlertConfig:
         return AlertConfig(
             spo2_low=s.number("spo2_low", 90.0),
-            renotify_minutes=s.number("renotify_minutes", 15.0),
         )
 
     def scheduler(s: _Section) -> SchedulerConfig:
@@ -254,6 +257,10 @@ def parse_config(data: dict[str, Any], *, base_dir: Path, source: Path | None = 
             retention_interval_s=s.number("retention_interval_s", 3600.0, minimum=1.0),
         )
 
+    def scoring(s: _Section) -> ScoringSettings:
+        return _parse_scoring(s, base_dir)
+
+    models_dir = root.string("models_dir", "")
     cfg = AgentConfig(
         version=CONFIG_VERSION,
         gateway=gw,
@@ -261,10 +268,51 @@ def parse_config(data: dict[str, Any], *, base_dir: Path, source: Path | None = 
         store=_section(root, "store", store),
         alerts=_section(root, "alerts", alerts),
         scheduler=_section(root, "scheduler", scheduler),
+        scoring=_section(root, "scoring", scoring),
+        models_dir=(Path(models_dir) if Path(models_dir).is_absolute() else base_dir / models_dir) if models_dir else None,
         source=source,
     )
     root.finish()
     return cfg
+
+
+def _parse_scoring(sec: _Section, base_dir: Path) -> ScoringSettings:
+    """Map ``[scoring]`` onto :class:`ScoringSettings`, one key per field, typed by its default."""
+    defaults = ScoringSettings()
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(ScoringSettings):
+        if f.name not in sec.data:
+            sec.used.add(f.name)
+            continue
+        default = getattr(defaults, f.name)
+        if isinstance(default, bool):
+            raw = sec._get(f.name, True)
+            if not isinstance(raw, bool):
+                raise ConfigError(sec.key(f.name), f"must be true or false, got {raw!r}")
+            values[f.name] = raw
+        elif isinstance(default, AlertLevel):
+            raw = sec.string(f.name)
+            try:
+                values[f.name] = AlertLevel(raw)
+            except ValueError:
+                levels = ", ".join(level.value for level in AlertLevel)
+                raise ConfigError(sec.key(f.name), f"must be one of {levels}, got {raw!r}") from None
+        elif isinstance(default, int) and not isinstance(default, bool) and f.name == "spo2_scale_default":
+            values[f.name] = int(sec.number(f.name, minimum=1))
+        elif isinstance(default, int | float):
+            values[f.name] = sec.number(f.name)
+        elif f.name == "trusted_keys":
+            raw = sec._get(f.name, True)
+            if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
+                raise ConfigError(sec.key(f.name), "must be a list of paths")
+            values[f.name] = tuple(p if p.is_absolute() else base_dir / p for p in map(Path, raw))
+        else:  # optional paths
+            text = sec.string(f.name)
+            values[f.name] = Path(text) if Path(text).is_absolute() else base_dir / text
+    try:
+        return ScoringSettings(**values)
+    except ScoringSettingsError as exc:
+        raise ConfigError(f"scoring.{exc.key}", str(exc).split(": ", 1)[-1]) from exc
 
 
 def load_config(path: Path) -> AgentConfig:

@@ -67,7 +67,7 @@ def run_demo(*, seconds: float | None, state_dir: Path | None, port: int) -> int
 
     try:
         summary = asyncio.run(main())
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         print(f"edge-agent demo: failed: {exc!r}", file=sys.stderr)
         return 1
     finally:

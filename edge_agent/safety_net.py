@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from device_drivers.records import Reading, Vital
 from edge_agent.alerts import Alert, AlertLevel
@@ -69,3 +70,40 @@ class SpO2SafetyNet:
 
     def status(self) -> dict[str, object]:
         return {"scorer": "safety-net", "available": True, "open_alerts": len(self._open)}
+
+
+class ScorerWithSafetyNet:
+    """The model scorer, plus the SpO2 safety net whenever the models are unavailable.
+
+    The safety net never runs alongside working models (NEWS2 already scores SpO2 ≤ 91 as red),
+    so the nurse does not see the same desaturation twice.
+    """
+
+    def __init__(self, scorer: Any, net: SpO2SafetyNet) -> None:
+        self.scorer = scorer
+        self.net = net
+
+    def _models_available(self) -> bool:
+        return bool(self.scorer.status().get("available"))
+
+    def on_readings(self, readings: Sequence[Reading], now: datetime) -> list[Alert]:
+        alerts: list[Alert] = self.scorer.on_readings(readings, now)
+        if not self._models_available():
+            alerts += self.net.on_readings(readings, now)
+        return alerts
+
+    def tick(self, now: datetime) -> list[Alert]:
+        alerts: list[Alert] = self.scorer.tick(now)
+        return alerts
+
+    def acknowledge(self, alert_id: str, who: str, now: datetime) -> Alert:
+        alert: Alert = self.scorer.acknowledge(alert_id, who, now)
+        return alert
+
+    def set_manual(self, subject: str, **obs: object) -> None:
+        self.scorer.set_manual(subject, **obs)
+
+    def status(self) -> dict[str, object]:
+        status: dict[str, object] = dict(self.scorer.status())
+        status["safety_net"] = "active" if not status.get("available") else "standby"
+        return status

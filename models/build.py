@@ -55,9 +55,7 @@ def _columns(names: Sequence[str]) -> list[dict[str, str]]:
     return [{"name": n, "unit": ALL_UNITS[n]} for n in names]
 
 
-def _self_test(
-    rows: Sequence[Sequence[float]], fn: Callable[[Sequence[float]], dict[str, list[float]]]
-) -> list[Any]:
+def _self_test(rows: Sequence[Sequence[float]], fn: Callable[[Sequence[float]], dict[str, list[float]]]) -> list[Any]:
     out = []
     for row in rows:
         expect = {k: [manifest.json_number(v) for v in vals] for k, vals in fn(row).items()}
@@ -65,9 +63,7 @@ def _self_test(
     return out
 
 
-def write_model(
-    out_dir: Path, model_id: str, onnx_bytes: bytes, body: dict[str, Any], key: Ed25519PrivateKey
-) -> Path:
+def write_model(out_dir: Path, model_id: str, onnx_bytes: bytes, body: dict[str, Any], key: Ed25519PrivateKey) -> Path:
     """Write ``<id>.onnx`` and its signed ``<id>.manifest.json``; returns the manifest path."""
     model_path = out_dir / f"{model_id}.onnx"
     model_path.write_bytes(onnx_bytes)
@@ -139,9 +135,7 @@ def write_dev_public_key() -> Path:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m models.build", description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--out", type=Path, default=BUILT_DIR, help="output directory (default: models/built)"
-    )
+    parser.add_argument("--out", type=Path, default=BUILT_DIR, help="output directory (default: models/built)")
     parser.add_argument("--key", type=Path, help="Ed25519 private key (PEM); default: the DEVELOPMENT key")
     args = parser.parse_args(argv)
     if args.key:

@@ -82,9 +82,7 @@ class SustainedEvent:
         return self.last_at - self.started_at
 
 
-def detect(
-    rule: EventRule, samples: Sequence[tuple[float, float]], *, max_gap_s: float
-) -> SustainedEvent | None:
+def detect(rule: EventRule, samples: Sequence[tuple[float, float]], *, max_gap_s: float) -> SustainedEvent | None:
     """The event in progress at the last sample, or None.
 
     ``samples`` are ``(t_seconds, value)`` in ascending time order, all of ``rule.vital``.

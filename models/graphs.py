@@ -68,9 +68,7 @@ class _Graph:
         for internal, public, width in outputs:
             self.nodes.append(helper.make_node("Identity", [internal], [public], name=public + "_out"))
             final.append(helper.make_tensor_value_info(public, TensorProto.DOUBLE, ["N", width]))
-        graph = helper.make_graph(
-            self.nodes, name, [self.input], final, initializer=self.inits, doc_string=doc
-        )
+        graph = helper.make_graph(self.nodes, name, [self.input], final, initializer=self.inits, doc_string=doc)
         model = helper.make_model(
             graph,
             opset_imports=[helper.make_opsetid("", OPSET)],
@@ -96,9 +94,7 @@ def news2_graph() -> onnx.ModelProto:
     high = g.steps(r_spo2, tables.SPO2_SCALE2_ON_O2)
     oxy = x["on_oxygen"]
     # High band counts only on oxygen; needs on_oxygen (NaN propagates) only when the band is > 0.
-    high_on_o2 = g.op(
-        "Mul", high, g.op("Where", g.op("Greater", oxy, g.const(0.5)), g.const(1.0), g.const(0.0))
-    )
+    high_on_o2 = g.op("Mul", high, g.op("Where", g.op("Greater", oxy, g.const(0.5)), g.const(1.0), g.const(0.0)))
     high_on_o2 = g.nan_where_missing(oxy, high_on_o2)
     high_term = g.op("Where", g.op("Equal", high, g.const(0.0)), g.const(0.0), high_on_o2)
     s2 = g.op("Add", low, high_term)
@@ -109,9 +105,7 @@ def news2_graph() -> onnx.ModelProto:
     sbp = g.nan_where_missing(x["bp_systolic"], g.steps(g.round_whole(x["bp_systolic"]), tables.SYSTOLIC))
     hr = g.nan_where_missing(x["heart_rate"], g.steps(g.round_whole(x["heart_rate"]), tables.PULSE))
     acvpu = g.nan_where_missing(x["consciousness"], g.steps(x["consciousness"], tables.CONSCIOUSNESS))
-    temp = g.nan_where_missing(
-        x["body_temp"], g.steps(g.round_whole(x["body_temp"], 10.0), tables.TEMP_TENTHS)
-    )
+    temp = g.nan_where_missing(x["body_temp"], g.steps(g.round_whole(x["body_temp"], 10.0), tables.TEMP_TENTHS))
 
     subs = g.op("Concat", rr, spo2, air, sbp, hr, acvpu, temp, axis=1)
     known = g.op("Where", g.op("IsNaN", subs), g.const(0.0), subs)

@@ -117,11 +117,7 @@ def parse(raw: dict[str, Any]) -> Manifest:
     tests = []
     for i, t in enumerate(raw.get("self_test") or []):
         key = f"self_test[{i}]"
-        if (
-            not isinstance(t, dict)
-            or not isinstance(t.get("input"), list)
-            or not isinstance(t.get("expect"), dict)
-        ):
+        if not isinstance(t, dict) or not isinstance(t.get("input"), list) or not isinstance(t.get("expect"), dict):
             raise ManifestFormatError(key, "must be {input: [...], expect: {...}}")
         x = tuple(_num(v, f"{key}.input") for v in t["input"])
         if len(x) != len(columns):

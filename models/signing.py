@@ -74,9 +74,7 @@ def load_private_key(path: Path) -> Ed25519PrivateKey:
 
 def canonical_bytes(manifest: Mapping[str, Any]) -> bytes:
     body = {k: v for k, v in manifest.items() if k != "signature"}
-    return json.dumps(
-        body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
-    ).encode()
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode()
 
 
 def sign(manifest: Mapping[str, Any], key: Ed25519PrivateKey) -> dict[str, Any]:

@@ -68,9 +68,7 @@ def write_csv(path: Path, rows: list[dict[str, float]]) -> None:
 def main() -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(
-        prog="python -m models.synthetic", description="write a SYNTHETIC training CSV"
-    )
+    parser = argparse.ArgumentParser(prog="python -m models.synthetic", description="write a SYNTHETIC training CSV")
     parser.add_argument("out", type=Path)
     parser.add_argument("-n", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)

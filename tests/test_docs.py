@@ -19,6 +19,7 @@ SECTIONS = {
     "store": cfg.StoreConfig,
     "alerts": cfg.AlertConfig,
     "scheduler": cfg.SchedulerConfig,
+    "scoring": cfg.ScoringSettings,
 }
 CONFIG_KEYS = [f"{section}.{f.name}" for section, dc in SECTIONS.items() for f in dataclasses.fields(dc)]
 

@@ -10,7 +10,13 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from device_drivers.simulators.base import SCENARIOS, FrameSource, PatientState, PtySimulator, patient_timeline
+from device_drivers.simulators.base import (
+    SCENARIOS,
+    FrameSource,
+    PatientState,
+    PtySimulator,
+    patient_timeline,
+)
 
 # format name -> "module:function" of its frame source (imported lazily).
 FRAME_SOURCES: dict[str, str] = {

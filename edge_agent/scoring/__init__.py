@@ -77,9 +77,7 @@ def build_scorer(
         trusted = trusted_keys((), allow_dev_key=settings.allow_dev_key)
         key_error = str(exc)
         log.error("event=trusted_key_unreadable error=%r", key_error)
-    registry = ModelRegistry(
-        runtime=runtime, trusted=trusted, pushed_dir=settings.pushed_models_dir, dev_key_id=dev_id
-    )
+    registry = ModelRegistry(runtime=runtime, trusted=trusted, pushed_dir=settings.pushed_models_dir, dev_key_id=dev_id)
     registry.config_error = key_error
     if runtime.available:
         registry.load_dir(models_dir or BUILT_DIR, origin="shipped")
@@ -91,14 +89,14 @@ def build_scorer(
         try:
             restored = [Alert.from_json(p) for p in store.load_alerts(open_only=True)]
             scorer.book.restore(a for a in restored if a.is_open)
-        except Exception as exc:  # noqa: BLE001 - a store that cannot be read must not stop scoring
+        except Exception as exc:
             scorer.store_errors += 1
             log.error("event=alert_restore_failed error=%r", exc)
         recent = getattr(store, "recent", None)
         if recent is not None:  # resume with the last window of readings (events, latest values)
             try:
                 scorer.warm_start(recent(since=clock() - timedelta(seconds=settings.window_s)))
-            except Exception as exc:  # noqa: BLE001 - as above
+            except Exception as exc:
                 scorer.store_errors += 1
                 log.error("event=scoring_warm_start_failed error=%r", exc)
     return scorer

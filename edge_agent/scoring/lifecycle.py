@@ -159,7 +159,9 @@ class AlertBook:
             updated_at=now,
             score=cur.score if f is None else f.score,
             inputs=cur.inputs if f is None else f.inputs,
-            message=f"{cur.message} — cleared ({reason})",
+            message=f"cleared ({reason}): now {f.message}"
+            if f is not None and f.message
+            else f"cleared ({reason}): {cur.message}",
         )
         del self._open[(cur.subject, cur.kind)]
         self._closed[closed.alert_id] = closed

@@ -18,9 +18,7 @@ from datetime import datetime
 
 from device_drivers.records import Quality, Reading
 
-NOT_SCORED = frozenset(
-    {Quality.DEVICE_ARTEFACT, Quality.PROBE_OFF, Quality.SENSOR_FAULT, Quality.FROM_STORAGE}
-)
+NOT_SCORED = frozenset({Quality.DEVICE_ARTEFACT, Quality.PROBE_OFF, Quality.SENSOR_FAULT, Quality.FROM_STORAGE})
 
 MANUAL_UID = "manual"
 

@@ -146,9 +146,7 @@ class ModelRegistry:
             raise ModelRejected(man.ref, exc.reason, str(exc)) from exc
         digest = hashlib.sha256(model_bytes).hexdigest()
         if digest != man.sha256:
-            raise ModelRejected(
-                man.ref, "hash_mismatch", f"model sha256 {digest[:12]} != manifest {man.sha256[:12]}"
-            )
+            raise ModelRejected(man.ref, "hash_mismatch", f"model sha256 {digest[:12]} != manifest {man.sha256[:12]}")
         for col in man.columns:
             expected = _GATEWAY_UNITS.get(col.name)
             if expected is None:
@@ -163,17 +161,11 @@ class ModelRegistry:
             raise ModelRejected(man.ref, "bad_inputs", "duplicate input column")
         missing_out = REQUIRED_OUTPUTS[man.role] - set(man.outputs)
         if missing_out:
-            raise ModelRejected(
-                man.ref, "bad_outputs", f"role {man.role} needs outputs {sorted(missing_out)}"
-            )
+            raise ModelRejected(man.ref, "bad_outputs", f"role {man.role} needs outputs {sorted(missing_out)}")
         if man.role == "news2":
-            subs = next(
-                (o for o in raw["outputs"] if isinstance(o, dict) and o.get("name") == "subscores"), {}
-            )
+            subs = next((o for o in raw["outputs"] if isinstance(o, dict) and o.get("name") == "subscores"), {})
             if tuple(subs.get("columns") or ()) != NEWS2_PARAMETERS:
-                raise ModelRejected(
-                    man.ref, "bad_outputs", f"subscores columns must be {list(NEWS2_PARAMETERS)}"
-                )
+                raise ModelRejected(man.ref, "bad_outputs", f"subscores columns must be {list(NEWS2_PARAMETERS)}")
         session = self._session(man, model_bytes)
         model = LoadedModel(man, session, kid, origin, datetime.now(UTC))
         self._self_test(model)
@@ -197,9 +189,7 @@ class ModelRegistry:
                 man.ref, "bad_inputs", f"model inputs {[i.name for i in inputs]} != [{man.input_name!r}]"
             )
         if inputs[0].type != _ORT_DTYPES[man.input_dtype]:
-            raise ModelRejected(
-                man.ref, "bad_inputs", f"model input type {inputs[0].type} != {man.input_dtype}"
-            )
+            raise ModelRejected(man.ref, "bad_inputs", f"model input type {inputs[0].type} != {man.input_dtype}")
         width = inputs[0].shape[-1] if inputs[0].shape else None
         if isinstance(width, int) and width != len(man.columns):
             raise ModelRejected(
@@ -207,9 +197,7 @@ class ModelRegistry:
             )
         out_names = {o.name for o in session.get_outputs()}
         if not set(man.outputs) <= out_names:
-            raise ModelRejected(
-                man.ref, "bad_outputs", f"model lacks outputs {sorted(set(man.outputs) - out_names)}"
-            )
+            raise ModelRejected(man.ref, "bad_outputs", f"model lacks outputs {sorted(set(man.outputs) - out_names)}")
         return session
 
     @staticmethod
@@ -219,18 +207,14 @@ class ModelRegistry:
         try:
             outs = model.run(x)
         except Exception as exc:
-            raise ModelRejected(
-                man.ref, "self_test_failed", f"run failed: {type(exc).__name__}: {exc}"
-            ) from exc
+            raise ModelRejected(man.ref, "self_test_failed", f"run failed: {type(exc).__name__}: {exc}") from exc
         for i, t in enumerate(man.self_test):
             for name, expected in t.expect:
                 if name not in outs:
                     raise ModelRejected(man.ref, "self_test_failed", f"vector {i}: no output {name!r}")
                 got = np.asarray(outs[name][i], dtype=np.float64).reshape(-1)
                 exp = np.asarray(expected, dtype=np.float64)
-                if got.shape != exp.shape or not np.allclose(
-                    got, exp, rtol=0.0, atol=man.tolerance, equal_nan=True
-                ):
+                if got.shape != exp.shape or not np.allclose(got, exp, rtol=0.0, atol=man.tolerance, equal_nan=True):
                     raise ModelRejected(
                         man.ref,
                         "self_test_failed",
@@ -264,9 +248,7 @@ class ModelRegistry:
             try:
                 model_bytes = (manifest_path.parent / model_file).read_bytes()
             except OSError as exc:
-                raise ModelRejected(
-                    manifest_path.name, "load_failed", f"cannot read {model_file}: {exc}"
-                ) from exc
+                raise ModelRejected(manifest_path.name, "load_failed", f"cannot read {model_file}: {exc}") from exc
             model = self.validate(raw, model_bytes, origin=origin)
         except ModelRejected as exc:
             self._record(exc)
@@ -296,9 +278,7 @@ class ModelRegistry:
             return [rej]
         rejected = []
         for model_id, version in sorted(active.items()):
-            path = (
-                self.pushed_dir / _safe(model_id) / _safe(version) / f"{_safe(model_id)}{mf.MANIFEST_SUFFIX}"
-            )
+            path = self.pushed_dir / _safe(model_id) / _safe(version) / f"{_safe(model_id)}{mf.MANIFEST_SUFFIX}"
             try:
                 self.install_file(path, origin="pushed")
             except ModelRejected as exc:
@@ -314,7 +294,7 @@ class ModelRegistry:
             try:
                 raw = json.loads(manifest_bytes)
                 if not isinstance(raw, dict):
-                    raise ValueError("not a JSON object")  # noqa: TRY004 - caught just below
+                    raise ValueError("not a JSON object")
             except ValueError as exc:
                 raise ModelRejected("pushed", "format", f"manifest is not JSON: {exc}") from exc
             model = self.validate(raw, model_bytes, origin="pushed")

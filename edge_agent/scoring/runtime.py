@@ -51,11 +51,7 @@ def _probe(code: str = "import onnxruntime") -> str:
             name = signal.Signals(-proc.returncode).name
         except ValueError:
             name = f"signal {-proc.returncode}"
-        hint = (
-            " (illegal instruction: this onnxruntime build does not support this CPU)"
-            if name == "SIGILL"
-            else ""
-        )
+        hint = " (illegal instruction: this onnxruntime build does not support this CPU)" if name == "SIGILL" else ""
         return f"onnxruntime crashed on import with {name}{hint}"
     tail = proc.stderr.decode(errors="replace").strip().splitlines()[-1:] or [""]
     return f"onnxruntime failed to import: {tail[0]}"
@@ -73,7 +69,7 @@ def load_runtime(*, probe: bool) -> RuntimeInfo:
         else:
             try:
                 import onnxruntime as ort
-            except Exception as exc:  # noqa: BLE001 - ImportError, OSError from a missing .so, ...
+            except Exception as exc:
                 info = RuntimeInfo(None, "", f"onnxruntime failed to import: {exc!r}")
             else:
                 info = RuntimeInfo(ort, str(getattr(ort, "__version__", "?")), "")

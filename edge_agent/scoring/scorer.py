@@ -228,15 +228,13 @@ class Scorer:
                 continue
             try:
                 out = model.run(np.array(rows, dtype=np.float64))
-            except Exception as exc:  # noqa: BLE001 - a self-tested model should not fail; say so loudly
+            except Exception as exc:
                 self.run_error = f"model {model.ref} failed: {type(exc).__name__}: {exc}"
                 log.error("event=model_run_failed model=%s error=%r", model.ref, exc)
                 continue
             self.run_error = ""
             for i, (subject, used) in enumerate(inputs):
-                findings += self._findings(
-                    model, subject, used, {k: v[i] for k, v in out.items()}, scores[subject]
-                )
+                findings += self._findings(model, subject, used, {k: v[i] for k, v in out.items()}, scores[subject])
         for subject, st in states:
             findings += self._event_findings(subject, st, now)
         events = [e for f in findings if (e := self.book.assess(f, now)) is not None]
@@ -308,9 +306,7 @@ class Scorer:
                 news2_partial=bool(missing),
                 news2_missing=missing,
             )
-            text = f"NEWS2 {total}" + (
-                f" (partial, ≥{total}; missing {', '.join(missing)})" if missing else ""
-            )
+            text = f"NEWS2 {total}" + (f" (partial, ≥{total}; missing {', '.join(missing)})" if missing else "")
             if level is not None:
                 text += f": {level}"
             if red:
@@ -345,9 +341,7 @@ class Scorer:
                 for n, lim in (("bp_systolic", 180), ("bp_diastolic", 110))
                 if n in values and math.floor(values[n] + 0.5) >= lim
             )
-            shown = "/".join(
-                f"{values[n]:.0f}" if n in values else "?" for n in ("bp_systolic", "bp_diastolic")
-            )
+            shown = "/".join(f"{values[n]:.0f}" if n in values else "?" for n in ("bp_systolic", "bp_diastolic"))
             text = f"BP {shown} mmHg: severe (≥180/110), {BpCategory(int(cat)).label}"
             missing = tuple(n for n in ("bp_systolic", "bp_diastolic") if n not in known)
             return [
@@ -382,10 +376,13 @@ class Scorer:
             ev = detect(rule, _SeriesView(series, since), max_gap_s=self.settings.event_max_gap_s)
             known = frozenset({rule.vital})
             if ev is None:
-                if not rule.holds(series[-1].value):  # back to normal: resolved
-                    out.append(
-                        Finding(subject, rule.kind, None, known, (rule.vital,), model=f"rule:{rule.kind}")
-                    )
+                last = series[-1]
+                if not rule.holds(last.value):  # back to normal: resolved
+                    label, unit = _VITAL_LABEL.get(rule.vital, rule.vital), VITALS[Vital(rule.vital)].unit
+                    text = f"{label} {last.value:g} {unit}"
+                    inputs = ((rule.vital, last.value, last.uid),)
+                    finding = Finding(subject, rule.kind, None, known, (rule.vital,), text, last.value, inputs=inputs)
+                    out.append(finding)
                 continue  # (condition holds but not for long enough yet: undecided, no change)
             points = self._single_points(rule.vital, ev.worst, st, t)
             level = AlertLevel.LOW_MEDIUM if points == 3 else AlertLevel.LOW
@@ -393,9 +390,7 @@ class Scorer:
             unit = VITALS[Vital(rule.vital)].unit
             extreme = "lowest" if rule.op in ("<", "<=") else "highest"
             lasting = f" for {ev.duration_s:.0f} s" if rule.duration_s > 0 else ""
-            text = (
-                f"{rule.kind}: {label} {rule.op} {rule.threshold:g} {unit}{lasting} ({extreme} {ev.worst:g})"
-            )
+            text = f"{rule.kind}: {label} {rule.op} {rule.threshold:g} {unit}{lasting} ({extreme} {ev.worst:g})"
             last = series[-1]
             out.append(
                 Finding(
@@ -435,7 +430,7 @@ class Scorer:
         for a in events:
             try:
                 self.store.save_alert(a.alert_id, a.to_json(), updated_at=a.updated_at or now)
-            except Exception as exc:  # noqa: BLE001 - the alert is still shown; counted in status
+            except Exception as exc:
                 self.store_errors += 1
                 log.error("event=alert_save_failed alert=%s error=%r", a.alert_id, exc)
 

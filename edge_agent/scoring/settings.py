@@ -26,7 +26,7 @@ class ScoringSettings:
     # Resp rate and consciousness typed by the nurse stay valid this long; on_oxygen and the SpO2
     # scale stay as set until changed (they are orders, not measurements).
     manual_valid_s: float = 3600.0
-    # Re-raise an open, unacknowledged alert after this long (AlertConfig.renotify_minutes = 15).
+    # Re-raise an open, unacknowledged alert after this long (15 min).
     renotify_s: float = 900.0
     # Close an open alert whose subject has sent nothing for this long (reason "stale").
     stale_clear_s: float = 3600.0
@@ -67,9 +67,7 @@ class ScoringSettings:
             raise ScoringSettingsError("window_s" if self.window_s <= 0 else "renotify_s", "must be > 0")
         if self.spo2_scale_default not in (1, 2):
             raise ScoringSettingsError("spo2_scale_default", "must be 1 or 2")
-        longest = max(
-            self.desaturation_s, self.tachycardia_s, self.bradycardia_s, self.fever_s, self.hypothermia_s
-        )
+        longest = max(self.desaturation_s, self.tachycardia_s, self.bradycardia_s, self.fever_s, self.hypothermia_s)
         if longest > self.window_s:
             raise ScoringSettingsError("window_s", f"must be >= the longest event duration ({longest} s)")
         for key in ("news2_min_level", "bp_crisis_level"):

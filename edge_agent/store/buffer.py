@@ -8,6 +8,8 @@ future that resolves after COMMIT. See docs/storage.md for the schema and the ke
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import os
 import sqlite3
@@ -52,11 +54,11 @@ from edge_agent.store.writer import CommitResult, GroupCommitWriter
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-_READING_COLS = "seq, measured_us, received_us, vital, device_id, pidx, key_id, cipher, payload"
+_READING_COLS = "seq, measured_us, received_delta_us, vital, device_id, pidx, key_id, cipher, payload"
 _INSERT_READING = f"INSERT INTO readings ({_READING_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 # columns as selected: blobs cast, so a row whose storage class was changed still reads (then fails to open)
 _SELECT_READING = (
-    "r.seq, r.measured_us, r.received_us, r.vital, CAST(r.device_id AS TEXT), CAST(r.pidx AS BLOB), "
+    "r.seq, r.measured_us, r.received_delta_us, r.vital, CAST(r.device_id AS TEXT), CAST(r.pidx AS BLOB), "
     "r.key_id, r.cipher, CAST(r.payload AS BLOB)"
 )
 _FULL_CODES = {13}  # SQLITE_FULL
@@ -126,7 +128,7 @@ class BufferStore:
         keystore_path: Path,
         config: StoreConfig,
         cipher: Cipher | str | None = None,
-        page_size: int = 1024,
+        page_size: int = 512,
         synchronous: str = "FULL",
         max_db_bytes: int | None = None,
         reserve_bytes: int = 8 * 1024 * 1024,
@@ -201,9 +203,10 @@ class BufferStore:
         self._closed = False
         self._lock = threading.Lock()  # guards the counters below
         self._read_lock = threading.Lock()  # guards the reader connection
-        self._space = policy.SpacePolicy(
-            quota_bytes=int(config.quota_mb * 1024 * 1024), reserve_bytes=reserve_bytes, downsample_s=downsample_s
-        )
+        quota = int(config.quota_mb * 1024 * 1024)
+        if max_db_bytes is not None:
+            quota = min(quota, max_db_bytes)  # a hard cap is a quota the policy must see coming
+        self._space = policy.SpacePolicy(quota_bytes=quota, reserve_bytes=reserve_bytes, downsample_s=downsample_s)
         self._key_rotation = timedelta(days=key_rotation_days)
         self._index_every = index_every
         self._index_interval_us = int(index_interval_s * 1_000_000)
@@ -349,7 +352,12 @@ class BufferStore:
                 raise KeystoreError(str(ks.path), f"key {key_id} used by this database is missing from the keystore")
             try:
                 plain = self._sealer.open(
-                    key_id, Cipher(cipher), check, self._key_check_aad(key_id, cipher), table="data_keys", row=str(key_id)
+                    key_id,
+                    Cipher(cipher),
+                    check,
+                    self._key_check_aad(key_id, cipher),
+                    table="data_keys",
+                    row=str(key_id),
                 )
             except DecryptError:
                 plain = b""
@@ -456,7 +464,17 @@ class BufferStore:
             pidx = None if pid is None else (pcache.get(pid) or self._pidx(pid))
             nonce = nonces[n * NONCE_LEN : (n + 1) * NONCE_LEN]
             ad = reading_aad(gw, seq, vital, mus, rus, r.device_id, pidx, key_id, c)
-            out[i] = (seq, mus, rus, vital, r.device_id, pidx, key_id, c, nonce + encrypt(nonce, plaintext(r, gw), ad))
+            out[i] = (
+                seq,
+                mus,
+                rus - mus,
+                vital,
+                r.device_id,
+                pidx,
+                key_id,
+                c,
+                nonce + encrypt(nonce, plaintext(r, gw), ad),
+            )
         return out
 
     def _used_bytes(self) -> int:
@@ -475,18 +493,15 @@ class BufferStore:
         free = self._fs_free()
         if free is not None:
             # pages in the WAL are written a second time into the database at the next checkpoint
-            try:
+            with contextlib.suppress(OSError):
                 free -= os.stat(f"{self.path}-wal").st_size
-            except OSError:
-                pass
         return self._space.level(self._used_bytes(), free)
 
     def _commit_batch(self, batch: list[Reading]) -> list[bool]:
         self._maybe_rotate()
         level = self._space_level()
-        if level >= policy.Level.PRESSURE:
-            if self._purge_synced(limit=max(1000, len(batch))):
-                level = self._space_level()
+        if level >= policy.Level.PRESSURE and self._purge_synced(limit=max(1000, len(batch))):
+            level = self._space_level()
         if self._reserve_released and level is policy.Level.NORMAL and self._reserve.ensure():
             self._reserve_released = False
         key_id = self._keystore.current_id
@@ -496,7 +511,8 @@ class BufferStore:
         drops: list[tuple[int, str]] = [(i, plan.reason) for i in plan.drop]
         keep = list(plan.keep)
         hit_full = False
-        for attempt in range(3):
+        purged = False
+        for _attempt in range(4):
             try:
                 stored, dup = self._write_readings(batch, [sealed[i] for i in keep], keep, drops)
                 break
@@ -508,9 +524,12 @@ class BufferStore:
                     raise
                 hit_full = True
                 self._last_kept = saved_kept
-                if attempt == 0:
-                    self._purge_synced(limit=max(1000, len(batch)))
-                    spot, cont = policy.spot_only(batch, keep)
+                spot, cont = policy.spot_only(batch, keep)
+                if not purged:  # first make room from history the hub already has
+                    purged = True
+                    if self._purge_synced(limit=max(1000, 4 * len(batch))):
+                        continue
+                if cont:  # then continuous streams go, before any spot check
                     keep = spot
                     drops += [(i, "disk_full") for i in cont]
                 else:
@@ -578,7 +597,9 @@ class BufferStore:
                     "ON CONFLICT (vital, reason) DO UPDATE SET count = count + excluded.count",
                     [(v, reason, n) for (v, reason), n in counts.items()],
                 )
-            max_seq = max([self._last_seq, overflow_max, *(batch[i].seq for i, _ in drops), *(batch[i].seq for i in dup)])
+            max_seq = max(
+                [self._last_seq, overflow_max, *(batch[i].seq for i, _ in drops), *(batch[i].seq for i in dup)]
+            )
             if counts and max_seq > self._persisted_max_seq:
                 w.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('max_seq', ?)", (str(max_seq),))
             row_of = dict(zip(keep, rows, strict=True))
@@ -617,7 +638,9 @@ class BufferStore:
             "INSERT OR IGNORE INTO ix_patient (pidx, measured_us, seq) VALUES (?, ?, ?)",
             [(r[5], r[1], r[0]) for r in rows if r[5] is not None],
         )
-        self._w.executemany("INSERT OR IGNORE INTO ix_time (measured_us, seq) VALUES (?, ?)", [(r[1], r[0]) for r in rows])
+        self._w.executemany(
+            "INSERT OR IGNORE INTO ix_time (measured_us, seq) VALUES (?, ?)", [(r[1], r[0]) for r in rows]
+        )
 
     def _index_tail_if_due(self, top: int, *, force: bool = False) -> int | None:
         """Inside a transaction: move readings above ``indexed_upto`` into the index tables when
@@ -636,7 +659,8 @@ class BufferStore:
             (upto, top),
         )
         w.execute(
-            "INSERT OR IGNORE INTO ix_time (measured_us, seq) SELECT measured_us, seq FROM readings WHERE seq > ? AND seq <= ?",
+            "INSERT OR IGNORE INTO ix_time (measured_us, seq) "
+            "SELECT measured_us, seq FROM readings WHERE seq > ? AND seq <= ?",
             (upto, top),
         )
         w.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('indexed_upto', ?)", (str(top),))
@@ -706,11 +730,12 @@ class BufferStore:
         sql = "SELECT seq, measured_us, pidx FROM readings WHERE synced = 1"
         args: tuple[Any, ...] = ()
         if cutoff_us is not None:
-            sql += " AND received_us < ?"
+            sql += " AND measured_us + received_delta_us < ?"
             args = (cutoff_us,)
         rows = w.execute(sql + " ORDER BY seq LIMIT ?", (*args, limit)).fetchall()
         if not rows:
             return 0
+
         def do() -> None:
             self._persist_max_seq_sql()
             self._delete_rows(rows)
@@ -753,8 +778,9 @@ class BufferStore:
 
     def _decode_reading(self, row: Sequence[Any]) -> Reading | None:
         """Open one reading row; a failure is counted and logged, and the row is skipped."""
-        seq, mus, rus, vital, device_id, pidx, key_id, cipher, payload = row
+        seq, mus, delta, vital, device_id, pidx, key_id, cipher, payload = row
         try:
+            rus = mus + delta
             try:
                 aead = self._sealer.aead(key_id, Cipher(cipher))
             except KeyError:
@@ -805,7 +831,11 @@ class BufferStore:
         seqs = sorted({s for s in (self._seq_of(u) for u in uids) if s is not None})
         # small transactions: each needs little WAL space, so acks commit even on a nearly full disk
         step = 1000 if self._level is policy.Level.NORMAL and not self._disk_full else 50
-        return sum(self._call(lambda chunk=seqs[i : i + step]: self._mark_synced(chunk)) for i in range(0, len(seqs), step))
+        changed = 0
+        for i in range(0, len(seqs), step):
+            chunk = seqs[i : i + step]
+            changed += self._call(functools.partial(self._mark_synced, chunk))
+        return changed
 
     def _seq_of(self, uid: str) -> int | None:
         gw, _, seq = uid.rpartition(":")
@@ -868,7 +898,8 @@ class BufferStore:
                 sql = (
                     f"SELECT {cols} FROM ix_patient i JOIN readings r ON r.seq = i.seq "
                     f"WHERE i.pidx = ? AND i.measured_us >= ?{extra} "
-                    f"UNION ALL SELECT {cols} FROM readings r WHERE r.seq > ? AND r.pidx = ? AND r.measured_us >= ?{extra} "
+                    f"UNION ALL SELECT {cols} FROM readings r "
+                    f"WHERE r.seq > ? AND r.pidx = ? AND r.measured_us >= ?{extra} "
                     "ORDER BY 2 DESC, 1 DESC LIMIT ?"
                 )
                 args = [pidx, since_us, *extra_args, upto, pidx, since_us, *extra_args, limit]
@@ -910,7 +941,9 @@ class BufferStore:
             c = int(self._cipher)
             row = w.execute("SELECT rev, synced_us FROM alerts WHERE alert_id = ?", (alert_id,)).fetchone()
             rev = 1 if row is None else row[0] + 1
-            sealed = self._sealer.seal(key_id, self._cipher, plain, self._alert_aad(alert_id, rev, updated_us, is_open, key_id, c))
+            sealed = self._sealer.seal(
+                key_id, self._cipher, plain, self._alert_aad(alert_id, rev, updated_us, is_open, key_id, c)
+            )
             w.execute(
                 "INSERT INTO alerts (alert_id, rev, updated_us, is_open, key_id, cipher, synced_us, payload) "
                 "VALUES (?, ?, ?, ?, ?, ?, NULL, ?) ON CONFLICT (alert_id) DO UPDATE SET rev = excluded.rev, "
@@ -956,7 +989,9 @@ class BufferStore:
     def load_alerts(self, *, open_only: bool = False) -> list[dict[str, object]]:
         """Alerts (payload dicts) ordered by last update; ``open_only``: state is not 'cleared'."""
         where = " WHERE is_open = 1" if open_only else ""
-        rows = self._read(lambda r: r.execute(f"SELECT {self._ALERT_COLS} FROM alerts{where} ORDER BY updated_us").fetchall())
+        rows = self._read(
+            lambda r: r.execute(f"SELECT {self._ALERT_COLS} FROM alerts{where} ORDER BY updated_us").fetchall()
+        )
         return [a for a in map(self._decode_alert, rows) if a is not None]
 
     def pending_alerts(self, limit: int) -> list[dict[str, object]]:
@@ -1076,10 +1111,8 @@ class BufferStore:
     def stats(self) -> StoreStats:
         size = 0
         for suffix in ("", "-wal", "-shm"):
-            try:
+            with contextlib.suppress(OSError):
                 size += os.stat(f"{self.path}{suffix}").st_size
-            except OSError:
-                pass
         with self._lock:
             wm = self._low_wm
             dropped_by_reason = {reason: dict(c) for reason, c in self._dropped.items()}
@@ -1103,7 +1136,9 @@ class BufferStore:
         if wm is not None and not self._closed:
             row = self._read(
                 lambda r: r.execute(
-                    "SELECT received_us FROM readings WHERE seq >= ? AND synced = 0 ORDER BY seq LIMIT 1", (wm,)
+                    "SELECT measured_us + received_delta_us FROM readings "
+                    "WHERE seq >= ? AND synced = 0 ORDER BY seq LIMIT 1",
+                    (wm,),
                 ).fetchone()
             )
             if row is not None:

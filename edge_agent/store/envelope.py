@@ -100,7 +100,8 @@ class Sealer:
             nonce = os.urandom(NONCE_LEN)
         elif len(nonce) != NONCE_LEN:
             raise ValueError("nonce must be 12 bytes")
-        return nonce + self._aead(key_id, cipher).encrypt(nonce, plaintext, aad)
+        sealed: bytes = self._aead(key_id, cipher).encrypt(nonce, plaintext, aad)
+        return nonce + sealed
 
     def aead(self, key_id: int, cipher: Cipher) -> AESGCM | ChaCha20Poly1305:
         return self._aead(key_id, cipher)
@@ -110,24 +111,41 @@ class Sealer:
         if len(sealed) < NONCE_LEN + TAG_LEN:
             raise TamperError(table, row, "payload truncated")
         try:
-            return self._aead(key_id, cipher).decrypt(sealed[:NONCE_LEN], sealed[NONCE_LEN:], aad)
+            plain: bytes = self._aead(key_id, cipher).decrypt(sealed[:NONCE_LEN], sealed[NONCE_LEN:], aad)
+            return plain
         except InvalidTag:
             raise TamperError(table, row, "authentication failed") from None
 
 
 def aad(table: str, gateway_id: str, row_id: str | int, fields: Iterable[object]) -> bytes:
     """Additional data: table, gateway, row id and the clear columns, unambiguously joined."""
-    parts = [table, gateway_id, str(row_id), *("" if f is None else (f.hex() if isinstance(f, bytes) else str(f)) for f in fields)]
+    parts = [
+        table,
+        gateway_id,
+        str(row_id),
+        *("" if f is None else (f.hex() if isinstance(f, bytes) else str(f)) for f in fields),
+    ]
     return "\x1f".join(parts).encode("utf-8")
 
 
 def reading_aad(
-    gateway_id: str, seq: int, vital: int, measured_us: int, received_us: int, device_id: str, pidx: bytes | None, key_id: int, cipher: int
+    gateway_id: str,
+    seq: int,
+    vital: int,
+    measured_us: int,
+    received_us: int,
+    device_id: str,
+    pidx: bytes | None,
+    key_id: int,
+    cipher: int,
 ) -> bytes:
     """``aad("readings", gateway_id, seq, (vital, measured_us, received_us, device_id, pidx, key_id, cipher))``,
     written out for the hot path (a test checks both give the same bytes)."""
     p = pidx.hex() if pidx is not None else ""
-    return f"readings\x1f{gateway_id}\x1f{seq}\x1f{vital}\x1f{measured_us}\x1f{received_us}\x1f{device_id}\x1f{p}\x1f{key_id}\x1f{cipher}".encode()
+    return (
+        f"readings\x1f{gateway_id}\x1f{seq}\x1f{vital}\x1f{measured_us}\x1f{received_us}"
+        f"\x1f{device_id}\x1f{p}\x1f{key_id}\x1f{cipher}"
+    ).encode()
 
 
 def patient_index(index_key: bytes, patient_id: str) -> bytes:

@@ -54,10 +54,14 @@ class Keystore:
             raise KeystoreError(str(path), "keystore is not a regular file")
         if st.st_mode & 0o077:
             raise KeystoreError(
-                str(path), f"keystore mode is {stat.S_IMODE(st.st_mode):04o}; it must not be readable by group or others (chmod 600)"
+                str(path),
+                f"keystore mode is {stat.S_IMODE(st.st_mode):04o}; "
+                "it must not be readable by group or others (chmod 600)",
             )
         if st.st_uid != os.geteuid():
-            raise KeystoreError(str(path), f"keystore is owned by uid {st.st_uid}, not by the service user (uid {os.geteuid()})")
+            raise KeystoreError(
+                str(path), f"keystore is owned by uid {st.st_uid}, not by the service user (uid {os.geteuid()})"
+            )
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
             return cls._parse(path, data)

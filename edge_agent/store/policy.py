@@ -24,7 +24,9 @@ from device_drivers.records import Reading, Vital
 # Streams that deliver a value every second or so (pulse oximeters in continuous mode, heart-rate
 # straps, bedside monitors over serial). Everything else is a spot check (BP, temperature, weight,
 # glucose, a spot SpO2).
-CONTINUOUS_FORMATS = frozenset({"ble-plx-continuous", "ble-heart-rate", "masimo-ascii", "nonin-format2", "contec-cms50"})
+CONTINUOUS_FORMATS = frozenset(
+    {"ble-plx-continuous", "ble-heart-rate", "masimo-ascii", "nonin-format2", "contec-cms50"}
+)
 CONTINUOUS_VITALS = frozenset({Vital.PERFUSION_INDEX})
 
 

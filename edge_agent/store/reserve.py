@@ -8,6 +8,7 @@ much disk space for good.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from pathlib import Path
@@ -40,10 +41,8 @@ class EmergencyReserve:
             finally:
                 os.close(fd)
         except OSError as exc:
-            try:
+            with contextlib.suppress(OSError):
                 self.path.unlink(missing_ok=True)
-            except OSError:
-                pass
             log.warning("event=store_reserve_not_created error=%s", exc.strerror)
             return False
         return True

@@ -36,7 +36,7 @@ def _v1(db: sqlite_utils.Database) -> None:
         """CREATE TABLE readings (
             seq INTEGER PRIMARY KEY,
             measured_us INTEGER NOT NULL,
-            received_us INTEGER NOT NULL,
+            received_delta_us INTEGER NOT NULL,  -- received time minus measured time (0 when equal: no bytes)
             vital INTEGER NOT NULL,
             device_id TEXT NOT NULL,
             pidx BLOB,
@@ -118,7 +118,8 @@ def migrate(conn: sqlite3.Connection, *, target: int = LATEST) -> list[int]:
             conn.execute("BEGIN IMMEDIATE")
             if not db["schema_migrations"].exists():
                 db.execute(
-                    "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+                    "CREATE TABLE schema_migrations "
+                    "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
                 )
             step(db)
             db["schema_migrations"].insert(

@@ -174,13 +174,13 @@ class GroupCommitWriter:
             if isinstance(item, _Command):
                 try:
                     _resolve(item.future, item.fn())
-                except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                except BaseException as exc:
                     _resolve(item.future, exc=exc)
                 continue
             batch = [r for c in item for r in c.readings]
             try:
                 flags = self._commit_batch(batch)
-            except Exception as exc:  # noqa: BLE001 - must not kill the writer thread
+            except Exception as exc:
                 log.error("event=store_commit_failed readings=%d error=%s", len(batch), type(exc).__name__)
                 err = exc if isinstance(exc, StoreError) else StoreError(f"commit failed: {exc}")
                 for c in item:
@@ -188,8 +188,8 @@ class GroupCommitWriter:
                 continue
             pos = 0
             for c in item:
-                stored = []
-                dropped = []
+                stored: list[str] = []
+                dropped: list[str] = []
                 for r in c.readings:
                     (stored if flags[pos] else dropped).append(r.uid)
                     pos += 1

@@ -19,7 +19,7 @@ AGENT = [sys.executable, "-m", "edge_agent.cli"]
 
 
 def write_config(tmp_path: Path, devices: int = 3, speed: float = 20.0) -> Path:
-    text = f"""
+    text = """
 version = 1
 [gateway]
 id = "gw-test"

@@ -24,10 +24,26 @@ def book(renotify_s: float = 900) -> AlertBook:
     return AlertBook(renotify_s=renotify_s, new_id=lambda: f"a{next(ids)}")
 
 
-def news2(level: AlertLevel | None, known: tuple[str, ...] = ("spo2", "heart_rate"), causes: tuple[str, ...] = ("spo2",),
-          score: float = 3.0) -> Finding:  # fmt: skip
-    return Finding("P-1", "news2", level, frozenset(known), causes, f"NEWS2 {score}", score, True, ("resp_rate",),
-                   (("spo2", 85.0, "gw:1"),), "news2@1.0.0")  # fmt: skip
+def news2(
+    level: AlertLevel | None,
+    known: tuple[str, ...] = ("spo2", "heart_rate"),
+    causes: tuple[str, ...] = ("spo2",),
+    score: float = 3.0,
+) -> Finding:
+    inputs = (("spo2", 85.0, "gw:1"),)
+    return Finding(
+        "P-1",
+        "news2",
+        level,
+        frozenset(known),
+        causes,
+        f"NEWS2 {score}",
+        score,
+        True,
+        ("resp_rate",),
+        inputs,
+        "news2@1.0.0",
+    )
 
 
 def test_raised_once() -> None:
@@ -51,9 +67,7 @@ def test_escalates_only_above_its_peak() -> None:
     b = book()
     b.assess(news2(LM), t(0))
     esc = b.assess(news2(M, score=5), t(10))
-    assert (
-        esc is not None and esc.state == AlertState.ESCALATED and esc.level is M and esc.notified_at == t(10)
-    )
+    assert esc is not None and esc.state == AlertState.ESCALATED and esc.level is M and esc.notified_at == t(10)
     assert b.assess(news2(LM), t(20)) is None
     assert b.assess(news2(M), t(30)) is None  # back to the peak: not a new escalation
     esc2 = b.assess(news2(H, score=8), t(40))
@@ -76,11 +90,7 @@ def test_acknowledgement_stops_renotify_until_escalation() -> None:
     a = b.assess(news2(LM), t(0))
     assert a is not None
     acked = b.acknowledge(a.alert_id, "  nurse Lan ", t(5))
-    assert (
-        acked.state == AlertState.ACKNOWLEDGED
-        and acked.acknowledged
-        and acked.acks == (Ack("nurse Lan", t(5)),)
-    )
+    assert acked.state == AlertState.ACKNOWLEDGED and acked.acknowledged and acked.acks == (Ack("nurse Lan", t(5)),)
     assert b.renotify_due(t(1000)) == []
     esc = b.assess(news2(H, score=9), t(1001))
     assert esc is not None and not esc.acknowledged and esc.acks == acked.acks
@@ -163,8 +173,9 @@ def test_from_json_accepts_the_foundation_payload() -> None:
         False,
         (("spo2", 85.0, "u"),),
     )
-    minimal = {k: v for k, v in old.to_json().items() if k in
-               ("alert_id", "subject", "kind", "level", "state", "message", "raised_at", "score", "partial", "inputs", "model")}  # fmt: skip
+    foundation_keys = {"alert_id", "subject", "kind", "level", "state", "message", "raised_at", "score", "partial"}
+    foundation_keys |= {"inputs", "model"}
+    minimal = {k: v for k, v in old.to_json().items() if k in foundation_keys}
     assert Alert.from_json(minimal) == old
 
 

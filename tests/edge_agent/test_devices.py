@@ -94,3 +94,51 @@ def test_wedged_port_is_reported_silent(tmp_path: Path) -> None:
             sim.unplug()
 
     asyncio.run(scenario())
+
+
+def test_hl7_monitor_gets_an_ack_per_message(tmp_path: Path) -> None:
+    sim = create_simulator("hl7v2", link=tmp_path / "monitor", speed=24.0).start()  # a message every 0.5 s
+
+    async def scenario() -> None:
+        got: list[Measurement] = []
+        cfg = DeviceConfig(id="mon-1", format="hl7v2", transport="serial", port=str(sim.link))
+        session = SerialSession(cfg, lambda d, ms, at: got.extend(ms), lambda s: None)
+        task = asyncio.create_task(session.run())
+        try:
+            await wait_for(lambda: sim.received.count(b"MSA|AA|") >= 2)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        assert {str(m.vital) for m in got} >= {"heart_rate", "spo2", "bp_systolic", "body_temp"}
+        # Framed as MLLP, one ACK per ORU received (protocols.md §2.4).
+        assert sim.received.startswith(b"\x0b") and b"\x1c\x0d" in sim.received
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        sim.stop()
+
+
+def test_ble_session_replays_and_reconnects() -> None:
+    from device_drivers.ble import BleDeviceLink
+    from edge_agent.devices import BleSession
+
+    async def scenario() -> None:
+        got: list[Measurement] = []
+        states: list[DeviceState] = []
+        cfg = DeviceConfig(id="cuff", format="ble-blood-pressure", transport="ble", address="replay:bp_cuff.json")
+        # then="disconnect": the cuff drops after its capture, as a cuff does after a measurement.
+        link = BleDeviceLink.replay("bp_cuff.json", "ble-blood-pressure", speed=50.0, then="disconnect")
+        session = BleSession(cfg, lambda d, ms, at: got.extend(ms), lambda s: states.append(s.state), link=link,
+                             backoff=Backoff(base=0.01, cap=0.05))
+        task = asyncio.create_task(session.run())
+        try:
+            await wait_for(lambda: session.status.reconnects >= 1 and link.connections >= 2)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        systolic = [m.value for m in got if str(m.vital) == "bp_systolic"]
+        assert 128.0 in systolic  # the capture's measurement (captures/README.md)
+        assert DeviceState.DISCONNECTED in states and states[-1] == DeviceState.STOPPED
+
+    asyncio.run(scenario())

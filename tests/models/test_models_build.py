@@ -12,9 +12,7 @@ def test_build_is_deterministic_and_committed_files_are_current(tmp_path: Path) 
     for path in sorted(tmp_path.iterdir()):
         committed = Path(BUILT_DIR) / path.name
         assert committed.exists(), f"{path.name} not committed: run python -m models.build"
-        assert committed.read_bytes() == path.read_bytes(), (
-            f"{path.name} is stale: run python -m models.build"
-        )
+        assert committed.read_bytes() == path.read_bytes(), f"{path.name} is stale: run python -m models.build"
 
 
 def test_committed_dev_public_key_matches_the_seed() -> None:

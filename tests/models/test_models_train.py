@@ -51,9 +51,7 @@ def test_trained_model_is_signed_and_loads_on_the_gateway(
     loaded = reg.install_file(path)
     assert loaded.manifest.role == "risk" and loaded.manifest.input_dtype == "float32"
     assert [c.unit for c in loaded.manifest.columns][:2] == ["/min", "%"]
-    untrusting = ModelRegistry(
-        runtime=load_runtime(probe=False), trusted=trusted_keys((), allow_dev_key=False)
-    )
+    untrusting = ModelRegistry(runtime=load_runtime(probe=False), trusted=trusted_keys((), allow_dev_key=False))
     with pytest.raises(ModelRejected):
         untrusting.install_file(path)
 
@@ -63,9 +61,7 @@ def test_pushed_trained_model_is_reported_in_scores(
 ) -> None:
     path, _, _ = trained
     t0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
-    scorer = build_scorer(
-        models_dir=None, store=None, clock=lambda: t0, settings=ScoringSettings(probe_runtime=False)
-    )
+    scorer = build_scorer(models_dir=None, store=None, clock=lambda: t0, settings=ScoringSettings(probe_runtime=False))
     scorer.push_model(path.read_bytes(), (path.parent / "deterioration_lr.onnx").read_bytes())
     r = Reading("gw:1", 1, Vital.HEART_RATE, 130.0, "/min", t0, t0, "oxi-1", "test", False)
     scorer.on_readings([r], t0)

@@ -70,8 +70,6 @@ def real_store(tmp_path: Path) -> Iterator[BufferStore]:
 def make_scorer() -> MakeScorer:
     def make(store: Any = None, models_dir: Path | None = None, **settings: Any) -> Scorer:
         settings.setdefault("probe_runtime", False)
-        return build_scorer(
-            models_dir=models_dir, store=store, clock=lambda: T0, settings=ScoringSettings(**settings)
-        )
+        return build_scorer(models_dir=models_dir, store=store, clock=lambda: T0, settings=ScoringSettings(**settings))
 
     return make

@@ -95,9 +95,7 @@ def test_unsigned_is_refused(tmp_path: Path) -> None:
     ("column", "unit", "name"),
     [("body_temp", "[degF]", None), ("bp_systolic", "kPa", None), ("spo2", "%", "spo2_pct")],
 )
-def test_wrong_input_units_or_names_are_refused(
-    tmp_path: Path, column: str, unit: str, name: str | None
-) -> None:
+def test_wrong_input_units_or_names_are_refused(tmp_path: Path, column: str, unit: str, name: str | None) -> None:
     body = build.news2_body()
     for col in body["input"]["columns"]:
         if col["name"] == column:
@@ -246,7 +244,5 @@ def test_gateway_runtime_needs_no_build_packages() -> None:
         "st = s.status()\n"
         "assert st['available'] and len(st['models']) == 2, st\n"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
-    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 0, proc.stderr

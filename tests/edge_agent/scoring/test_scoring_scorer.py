@@ -70,9 +70,7 @@ def test_partial_score_is_never_shown_as_normal(make_scorer: MakeScorer, make_re
     assert score.to_json()["news2_partial"] is True
 
 
-def test_full_set_with_manual_observations_escalates(
-    make_scorer: MakeScorer, make_reading: MakeReading
-) -> None:
+def test_full_set_with_manual_observations_escalates(make_scorer: MakeScorer, make_reading: MakeReading) -> None:
     scorer = make_scorer()
     subject = "P-17"
     first = _kinds(_oximeter(scorer, make_reading, 85, 88, range(1), patient=subject)[0])
@@ -116,11 +114,7 @@ def test_alert_lifecycle_through_the_scorer(make_scorer: MakeScorer, make_readin
     (renotified,) = scorer.tick(at(61))
     assert renotified.state == AlertState.RENOTIFIED and renotified.alert_id == raised.alert_id
     acked = scorer.acknowledge(raised.alert_id, "nurse Lan", at(70))
-    assert (
-        acked.state == AlertState.ACKNOWLEDGED
-        and acked.acks[0].who == "nurse Lan"
-        and acked.acks[0].at == at(70)
-    )
+    assert acked.state == AlertState.ACKNOWLEDGED and acked.acks[0].who == "nurse Lan" and acked.acks[0].at == at(70)
     assert scorer.tick(at(200)) == []  # acknowledged: no more re-notifications
     # worse: SBP 85 adds 3 → total 6 = medium: escalates and needs a new acknowledgement
     (esc,) = scorer.on_readings([make_reading(Vital.BP_SYSTOLIC, 85, 210, device="bp-1", patient=p)], at(210))
@@ -130,9 +124,7 @@ def test_alert_lifecycle_through_the_scorer(make_scorer: MakeScorer, make_readin
     assert again.state == AlertState.RENOTIFIED
     # recovered values: cleared only once SpO2 and SBP are both re-measured
     assert scorer.on_readings([make_reading(Vital.SPO2, 97, 280, patient=p)], at(280)) == []
-    (cleared,) = scorer.on_readings(
-        [make_reading(Vital.BP_SYSTOLIC, 125, 281, device="bp-1", patient=p)], at(281)
-    )
+    (cleared,) = scorer.on_readings([make_reading(Vital.BP_SYSTOLIC, 125, 281, device="bp-1", patient=p)], at(281))
     assert cleared.state == AlertState.CLEARED and cleared.clear_reason == "resolved"
     assert cleared.acks == acked.acks  # the trail is kept
     assert scorer.status()["open_alerts"] == 0
@@ -195,11 +187,7 @@ def test_runtime_unavailable_is_reported_and_events_still_work(make_reading: Mak
     reg = ModelRegistry(runtime=runtime, trusted=trusted_keys((), allow_dev_key=True))
     scorer = Scorer(registry=reg, runtime=runtime, store=None, clock=lambda: T0, settings=ScoringSettings())
     status = scorer.status()
-    assert (
-        status["available"] is False
-        and "SIGILL" in str(status["error"])
-        and "unavailable" in str(status["error"])
-    )
+    assert status["available"] is False and "SIGILL" in str(status["error"]) and "unavailable" in str(status["error"])
     events = _kinds(scorer.on_readings([make_reading(Vital.BODY_TEMP, 39.5, 0)], at(0)))
     assert "fever" in events and "news2" not in events
 
@@ -235,9 +223,7 @@ def test_alerts_go_to_the_real_store_and_survive_a_restart(
     again = make_scorer(store=real_store)
     assert again.status()["open_alerts"] == 2
     assert again.on_readings([make_reading(Vital.SPO2, 85, 13)], at(13)) == []
-    (cleared,) = [
-        e for e in again.on_readings([make_reading(Vital.SPO2, 97, 14)], at(14)) if e.kind == "desaturation"
-    ]
+    (cleared,) = [e for e in again.on_readings([make_reading(Vital.SPO2, 97, 14)], at(14)) if e.kind == "desaturation"]
     assert cleared.state == AlertState.CLEARED
     # SpO2 97 resolves NEWS2 too (its only cause, SpO2, was re-measured and scores 0)
     assert real_store.load_alerts(open_only=True) == []

@@ -50,7 +50,9 @@ def make_reading(
 
 def spot(seq: int, **kw: Any) -> Reading:
     """A spot check (blood pressure cuff)."""
-    return make_reading(seq, vital=Vital.BP_SYSTOLIC, value=120.0, device_id="bp-1", source_format="ble-blood-pressure", **kw)
+    return make_reading(
+        seq, vital=Vital.BP_SYSTOLIC, value=120.0, device_id="bp-1", source_format="ble-blood-pressure", **kw
+    )
 
 
 class Clock:

@@ -141,9 +141,11 @@ def test_flush_waits_for_everything(open_store: OpenStore) -> None:
 
 def test_submit_from_many_threads(open_store: OpenStore) -> None:
     s = open_store()
+
     def worker(base: int) -> None:
         for i in range(50):
             s.submit([make_reading(base + i)])
+
     threads = [threading.Thread(target=worker, args=(k * 1000 + 1,)) for k in range(4)]
     for t in threads:
         t.start()
@@ -236,7 +238,10 @@ def test_unclean_shutdown_runs_integrity_check(tmp_path: Path) -> None:
     if pid == 0:  # pragma: no cover - child
         try:
             s = BufferStore.open(
-                tmp_path / "b.sqlite3", gateway_id=GW, keystore_path=tmp_path / "k.json", config=StoreConfig(group_commit_ms=1)
+                tmp_path / "b.sqlite3",
+                gateway_id=GW,
+                keystore_path=tmp_path / "k.json",
+                config=StoreConfig(group_commit_ms=1),
             )
             s.submit([spot(1)]).result(5)
         finally:

@@ -165,7 +165,9 @@ def _kill_cycles(tmp_path: Path, cycles: int, fresh_every: int = 20) -> None:
             since = T0 if full_check else T0 + timedelta(milliseconds=verified_upto + 1)
             rows = store.recent(since=since, limit=10**9)
             got = {r.seq: r for r in rows}
-            missing = {c for c in committed if c > verified_upto} - got.keys() if not full_check else committed - got.keys()
+            missing = (
+                {c for c in committed if c > verified_upto} - got.keys() if not full_check else committed - got.keys()
+            )
             assert not missing, f"cycle {cycle}: {len(missing)} committed readings lost, e.g. {sorted(missing)[:5]}"
             wrong = [s for s, r in got.items() if r != expected(s)]
             assert not wrong, f"cycle {cycle}: readings decrypted to the wrong values: {wrong[:5]}"

@@ -53,7 +53,7 @@ def _ingest_until_full(s: BufferStore, *, rounds: int, per_round: int = 200) -> 
     stored: list[str] = []
     dropped: list[str] = []
     for k in range(rounds):
-        batch = _stream(seq + 1, per_round, t0_s=seq) + [spot(seq + per_round + 1, at=T0 + timedelta(seconds=seq))]
+        batch = [*_stream(seq + 1, per_round, t0_s=seq), spot(seq + per_round + 1, at=T0 + timedelta(seconds=seq))]
         seq += per_round + 1
         res = s.submit(batch).result(10)  # never raises, even on a full disk
         stored += res.stored
@@ -113,7 +113,7 @@ def _disk_full_then_space_returns(
 def test_filesystem_full_then_space_returns(tmp_path: Path) -> None:
     with small_fs(tmp_path, 1536) as mnt:
         if mnt is None:
-            pytest.skip("cannot mount a tmpfs here; test_max_page_count_full covers the same path")
+            pytest.skip("cannot mount a tmpfs here; test_max_page_count_full_then_space_returns covers the same path")
         ballast = mnt / "ballast"
         ballast.write_bytes(os.urandom(256 * 1024))
         _disk_full_then_space_returns(tmp_path, mnt, max_db_bytes=None, ballast=ballast, emergency=128 * 1024)
@@ -128,7 +128,7 @@ def test_quota_downsamples_streams_before_touching_spot_checks(open_store: OpenS
     seq = 0
     first_stream_drop = first_spot_drop = None
     for k in range(200):
-        batch = _stream(seq + 1, 100, t0_s=seq) + [spot(seq + 101)]
+        batch = [*_stream(seq + 1, 100, t0_s=seq), spot(seq + 101)]
         seq += 101
         res = s.submit(batch).result(10)
         dropped = set(res.dropped)

@@ -67,8 +67,9 @@ def test_replayed_row_fails(open_store: OpenStore) -> None:
     path = _filled(open_store)
     _edit(
         path,
-        "INSERT INTO readings (seq, measured_us, received_us, vital, device_id, pidx, key_id, cipher, payload) "
-        "SELECT 99, measured_us, received_us, vital, device_id, pidx, key_id, cipher, payload FROM readings WHERE seq = 1",
+        "INSERT INTO readings (seq, measured_us, received_delta_us, vital, device_id, pidx, key_id, cipher, payload) "
+        "SELECT 99, measured_us, received_delta_us, vital, device_id, pidx, key_id, cipher, payload "
+        "FROM readings WHERE seq = 1",
     )
     s = open_store()
     assert [r.seq for r in s.pending_batch(10)] == [1, 2, 3, 4]
@@ -82,6 +83,7 @@ def test_replayed_row_fails(open_store: OpenStore) -> None:
         "UPDATE readings SET payload = substr(payload, 1, 5) WHERE seq = 2",  # shorter than a nonce
         "UPDATE readings SET vital = 1 WHERE seq = 2",  # clear column edited: it is in the additional data
         "UPDATE readings SET measured_us = measured_us - 3600000000 WHERE seq = 2",
+        "UPDATE readings SET received_delta_us = 5 WHERE seq = 2",
         "UPDATE readings SET device_id = 'other' WHERE seq = 2",
         "UPDATE readings SET cipher = 2 WHERE seq = 2",
         "UPDATE readings SET key_id = 77 WHERE seq = 2",  # unknown key

@@ -12,8 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from device_drivers.records import Quality, Reading, Vital
-from edge_agent.store import Cipher, KeystoreError, TamperError, choose_cipher, cpu_has_aes
-from edge_agent.store import codec, policy
+from edge_agent.store import Cipher, KeystoreError, TamperError, choose_cipher, codec, cpu_has_aes, policy
 from edge_agent.store.envelope import Sealer, aad, patient_index, reading_aad
 from edge_agent.store.keystore import Keystore
 from edge_agent.store.writer import GroupCommitWriter
@@ -90,13 +89,32 @@ _times = st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2100, 1
     uid_override=st.booleans(),
 )
 def test_codec_round_trip(
-    seq: int, vital: Vital, value: float, measured: datetime, received: datetime, device: str, pid: str | None,
-    flags: frozenset[Quality], extra: tuple[tuple[str, object], ...], clock: bool, uid_override: bool,
+    seq: int,
+    vital: Vital,
+    value: float,
+    measured: datetime,
+    received: datetime,
+    device: str,
+    pid: str | None,
+    flags: frozenset[Quality],
+    extra: tuple[tuple[str, object], ...],
+    clock: bool,
+    uid_override: bool,
 ) -> None:
     r = Reading(
-        uid=f"other:{seq}" if uid_override else f"{GW}:{seq}", seq=seq, vital=vital, value=value, unit="x",
-        measured_at=measured, received_at=received, device_id=device, source_format="fmt", clock_from_device=clock,
-        patient_id=pid, flags=flags, extra=extra,  # type: ignore[arg-type]
+        uid=f"other:{seq}" if uid_override else f"{GW}:{seq}",
+        seq=seq,
+        vital=vital,
+        value=value,
+        unit="x",
+        measured_at=measured,
+        received_at=received,
+        device_id=device,
+        source_format="fmt",
+        clock_from_device=clock,
+        patient_id=pid,
+        flags=flags,
+        extra=extra,  # type: ignore[arg-type]
     )
     clear, plain = codec.reading_to_parts(r, GW)
     back = codec.reading_from_parts(clear, plain, GW)
@@ -184,7 +202,12 @@ def test_writer_orders_commands_after_earlier_readings() -> None:
     f1 = w.submit([make_reading(1), make_reading(2)])
     f2 = w.submit([make_reading(3)])
     gate.set()
-    assert w.call(lambda: seen.append("cmd") or 42) == 42  # cuts the 10 s window short
+
+    def cmd() -> int:
+        seen.append("cmd")
+        return 42
+
+    assert w.call(cmd) == 42  # cuts the 10 s window short
     assert seen == [(1, 2, 3), "cmd"]
     assert f1.result().stored == (f"{GW}:1",) and f1.result().dropped == (f"{GW}:2",)
     assert f2.result().stored == (f"{GW}:3",)
