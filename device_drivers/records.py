@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import enum
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 
 class Vital(enum.StrEnum):
@@ -203,12 +205,12 @@ class Reading:
         }
 
     @classmethod
-    def from_json(cls, d: dict[str, object]) -> Reading:
+    def from_json(cls, d: Mapping[str, Any]) -> Reading:
         return cls(
             uid=str(d["uid"]),
-            seq=int(d["seq"]),  # type: ignore[call-overload]
+            seq=int(d["seq"]),
             vital=Vital(str(d["vital"])),
-            value=float(d["value"]),  # type: ignore[arg-type]
+            value=float(d["value"]),
             unit=str(d["unit"]),
             measured_at=datetime.fromisoformat(str(d["measured_at"])),
             received_at=datetime.fromisoformat(str(d["received_at"])),
@@ -216,8 +218,8 @@ class Reading:
             source_format=str(d["source_format"]),
             clock_from_device=bool(d["clock_from_device"]),
             patient_id=None if d.get("patient_id") is None else str(d["patient_id"]),
-            flags=frozenset(Quality(str(f)) for f in d.get("flags", ()) or ()),  # type: ignore[union-attr]
-            extra=tuple((str(k), v) for k, v in d.get("extra", ()) or ()),  # type: ignore[misc,union-attr]
+            flags=frozenset(Quality(str(f)) for f in d.get("flags") or ()),
+            extra=tuple((str(k), v) for k, v in d.get("extra") or ()),
         )
 
 

@@ -66,11 +66,11 @@ class SerialLink:
 
     def read(self, size: int = 4096) -> bytes:
         try:
-            first = self._serial.read(1)
+            first = bytes(self._serial.read(1))
             if not first:
                 return b""
-            waiting = self._serial.in_waiting
-            return first + (self._serial.read(min(waiting, size - 1)) if waiting else b"")
+            waiting = int(self._serial.in_waiting)
+            return first + (bytes(self._serial.read(min(waiting, size - 1))) if waiting else b"")
         except (serial.SerialException, OSError) as exc:
             raise TransportError(f"{self.port}: device lost ({exc})") from exc
 

@@ -31,7 +31,7 @@ from edge_agent.events import DeviceStateChanged, EventHub
 from edge_agent.pipeline import Pipeline, Scorer
 from edge_agent.safety_net import ScorerWithSafetyNet, SpO2SafetyNet
 from edge_agent.sdnotify import Notifier
-from edge_agent.store import BufferStore
+from edge_agent.store import BufferStore, StoreCorruptError
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +89,7 @@ class Agent:
         self._simulators: list[Any] = []
         self._tasks: list[asyncio.Task[None]] = []
         self.synced = 0
+        self.quarantined: str | None = None  # path of a corrupt buffer moved aside at start
 
     # -- lifecycle ------------------------------------------------------------------------------
     def _open(self) -> None:
@@ -96,12 +97,25 @@ class Agent:
         cfg.state_dir.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(OSError):
             os.chmod(cfg.state_dir, 0o700)
-        self.store = BufferStore.open(
-            cfg.db_path, gateway_id=cfg.gateway.id, keystore_path=cfg.keystore_path, config=cfg.store
-        )
+        self.store = self._open_store()
         self.scorer = build_scorer(cfg, self.store)
         self.pipeline = Pipeline(gateway_id=cfg.gateway.id, store=self.store, scorer=self.scorer, events=self.events)
         (cfg.state_dir / PID_FILE).write_text(f"{os.getpid()}\n")
+
+    def _open_store(self) -> BufferStore:
+        """Open the buffer; a database that fails its integrity check is moved aside (kept for a
+        technician to recover what it can) and a fresh one started, because the station's alerts
+        must not stop on a damaged file. Status reports the quarantine until an operator clears it."""
+        cfg = self.config
+        try:
+            return BufferStore.open(cfg.db_path, gateway_id=cfg.gateway.id, keystore_path=cfg.keystore_path,
+                                    config=cfg.store)
+        except StoreCorruptError as exc:
+            moved = BufferStore.quarantine(cfg.db_path)
+            self.quarantined = str(moved)
+            log.error("event=store_corrupt action=quarantined_and_restarted moved_to=%s error=%r", moved, str(exc))
+            return BufferStore.open(cfg.db_path, gateway_id=cfg.gateway.id, keystore_path=cfg.keystore_path,
+                                    config=cfg.store)
 
     def _session_for(self, dev: DeviceConfig) -> DeviceSession:
         assert self.pipeline is not None
@@ -188,6 +202,7 @@ class Agent:
     def status(self) -> dict[str, object]:
         assert self.store is not None and self.pipeline is not None and self.scorer is not None
         stats = self.store.stats()
+        store: dict[str, object] = {**_fields(stats), "quarantined": self.quarantined}
         return {
             "version": __version__,
             "gateway_id": self.config.gateway.id,
@@ -197,7 +212,7 @@ class Agent:
             "pid": os.getpid(),
             "devices": [s.status.as_dict(s.parser) for s in self.sessions],
             "pipeline": self.pipeline.counters.as_dict(),
-            "store": _jsonable(stats),
+            "store": _jsonable(store),
             "backlog": {"pending": stats.pending, "oldest_pending_age_s": stats.oldest_pending_age_s},
             "sync": {"synced": self.synced, "last_sync_at": None, "state": "not configured"},
             "scoring": self.scorer.status(),

@@ -140,6 +140,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"disk: {store.get('bytes_on_disk', 0) / 1e6:.1f} MB buffer"
           + ("  DISK FULL" if store.get("disk_full") else "")
           + (f"  dropped {store.get('dropped')}" if store.get("dropped") else ""))
+    if store.get("quarantined"):
+        print(f"WARNING: the buffer failed its integrity check and was moved to {store['quarantined']}; "
+              "a fresh buffer is in use. Recover what you can from the old file, then remove it.")
     scoring = status.get("scoring", {})
     print(f"scoring: {scoring.get('scorer', 'models')}, available={scoring.get('available')}"
           + (f" error={scoring['error']}" if scoring.get("error") else ""))

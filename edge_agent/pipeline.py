@@ -14,6 +14,7 @@ import asyncio
 import collections
 import logging
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -21,6 +22,7 @@ from typing import Protocol
 from device_drivers.records import UNITS, Measurement, Reading, in_physiological_range, utcnow
 from edge_agent.alerts import Alert
 from edge_agent.events import AlertChanged, EventHub, ReadingsDropped, ReadingsStored
+from edge_agent.store import CommitResult
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +43,7 @@ class Store(Protocol):
     @property
     def last_seq(self) -> int: ...
 
-    def submit(self, readings: Sequence[Reading]) -> object: ...
+    def submit(self, readings: Sequence[Reading]) -> Future[CommitResult]: ...
 
 
 @dataclass(slots=True)
@@ -116,9 +118,9 @@ class Pipeline:
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
 
-    async def _after_commit(self, device_id: str, readings: list[Reading], future: object) -> None:
+    async def _after_commit(self, device_id: str, readings: list[Reading], future: Future[CommitResult]) -> None:
         try:
-            result = await asyncio.wrap_future(future)  # type: ignore[arg-type]
+            result = await asyncio.wrap_future(future)
         except Exception as exc:
             self.counters.store_errors += len(readings)
             log.error("event=store_failed device=%s readings=%d error=%r", device_id, len(readings), exc)

@@ -101,6 +101,19 @@ def _is_full(exc: sqlite3.Error) -> bool:
     return "full" in msg or "disk i/o error" in msg
 
 
+def _db_has_keys(path: Path) -> bool:
+    if not path.exists():
+        return False
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            return bool(conn.execute("SELECT EXISTS (SELECT 1 FROM data_keys)").fetchone()[0])
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return False
+
+
 def _is_corrupt(exc: sqlite3.Error) -> bool:
     code = getattr(exc, "sqlite_errorcode", None)
     if code is not None and (code & 0xFF) in (11, 26):  # SQLITE_CORRUPT, SQLITE_NOTADB
@@ -222,6 +235,12 @@ class BufferStore:
         self._reserve = EmergencyReserve(path.with_name(path.name + "-reserve"), emergency_reserve_bytes)
         self._reserve_released = False
 
+        if not keystore_path.exists() and _db_has_keys(path):
+            raise KeystoreError(
+                str(keystore_path),
+                "keystore is missing but the database holds data sealed with its keys; restore the keystore "
+                "(a new one would not open them)",
+            )
         self._keystore = Keystore.open(keystore_path)
         self._sealer = Sealer()
         self._sealer.set_keys(self._keystore.key_bytes())
@@ -230,9 +249,16 @@ class BufferStore:
         try:
             self._w = self._connect(path, page_size=page_size, synchronous=synchronous)
         except sqlite3.DatabaseError as exc:
-            raise StoreCorruptError(str(path), [str(exc)]) from exc
+            if _is_corrupt(exc):
+                raise StoreCorruptError(str(path), [str(exc)]) from exc
+            raise StoreError(f"{path}: cannot open the buffer: {exc}") from exc
         try:
             self._setup(max_db_bytes)
+        except sqlite3.DatabaseError as exc:
+            self._w.close()
+            if _is_corrupt(exc):
+                raise StoreCorruptError(str(path), [str(exc)]) from exc
+            raise StoreError(f"{path}: cannot open the buffer: {exc}") from exc
         except BaseException:
             self._w.close()
             raise
@@ -291,7 +317,10 @@ class BufferStore:
         self._integrity_checked = meta.get("clean_shutdown") == "0"
         self._integrity_ok = True
         if self._integrity_checked:
-            problems = [row[0] for row in w.execute("PRAGMA integrity_check").fetchall()]
+            try:
+                problems = [row[0] for row in w.execute("PRAGMA integrity_check").fetchall()]
+            except sqlite3.DatabaseError as exc:
+                problems = [str(exc)]
             if problems != ["ok"]:
                 self._integrity_ok = False
                 log.error("event=store_integrity_failed path=%s problems=%d", self.path, len(problems))
@@ -580,7 +609,9 @@ class BufferStore:
             try:
                 w.executemany(_INSERT_READING, rows)
             except sqlite3.IntegrityError:
-                # a seq already in the buffer: store the others, count the duplicates
+                # a seq already in the buffer: start over row by row, store the others, count the duplicates
+                w.execute("ROLLBACK")
+                w.execute("BEGIN IMMEDIATE")
                 stored, dup = [], []
                 for i, row in zip(keep, rows, strict=True):
                     cur = w.execute(_INSERT_READING.replace("INSERT", "INSERT OR IGNORE", 1), row)
@@ -1094,7 +1125,11 @@ class BufferStore:
         ]
         if not unused:
             return []
-        gone = ks.destroy(unused, now)  # the keystore first: once it is written the data is shredded
+        try:
+            gone = ks.destroy(unused, now)  # the keystore first: once it is written the data is shredded
+        except KeystoreError as exc:
+            log.error("event=key_destroy_failed reason=%s", exc.reason)  # tried again at the next retention
+            return []
         self._sealer.set_keys(ks.key_bytes())
         try:
             w.execute("BEGIN IMMEDIATE")
@@ -1191,6 +1226,21 @@ class BufferStore:
                 self._r.close()
             self._w.close()
         log.info("event=store_closed path=%s", self.path)
+
+    @staticmethod
+    def quarantine(path: Path, now: datetime | None = None) -> Path:
+        """Move a database that failed its integrity check (and its WAL and shared-memory files)
+        aside as ``<name>.corrupt-<UTC time>``, so a fresh store can start; returns the new path.
+        The keystore is left alone: it still opens whatever can be recovered from the old file.
+        Only for a closed store; the decision to discard the buffer belongs to the caller."""
+        stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+        target = path.with_name(f"{path.name}.corrupt-{stamp}")
+        for suffix in ("-wal", "-shm", ""):
+            src = Path(f"{path}{suffix}")
+            if src.exists():
+                os.replace(src, Path(f"{target}{suffix}"))
+        log.error("event=store_quarantined path=%s moved_to=%s", path, target)
+        return target
 
     def __enter__(self) -> BufferStore:
         return self

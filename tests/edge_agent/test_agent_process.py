@@ -143,3 +143,16 @@ def test_demo_runs_and_ends_with_the_json_summary(tmp_path: Path) -> None:
                            capture_output=True, text=True, timeout=60, env=env)
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout.strip().splitlines()[-1])["pending"] > summary["pending"]
+
+
+def test_corrupt_buffer_is_quarantined_and_the_agent_keeps_alerting(tmp_path: Path) -> None:
+    config_path = write_config(tmp_path, devices=1)
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "buffer.sqlite3").write_bytes(b"this is not sqlite" * 100)  # e.g. an SD card fault
+    final = run_until_sigterm(config_path, at_least=10)
+    moved = final["store"]["quarantined"]
+    assert moved and Path(moved).read_bytes().startswith(b"this is not sqlite")  # kept for a technician
+    assert final["pipeline"]["stored"] >= 10
+    with sqlite3.connect(state / "buffer.sqlite3") as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

@@ -173,10 +173,10 @@ def test_bounded_queue_drops_and_counts(open_store: OpenStore) -> None:
 def test_duplicate_seq_is_dropped_not_fatal(open_store: OpenStore) -> None:
     s = open_store()
     s.submit([make_reading(1), make_reading(2)]).result(5)
-    res = s.submit([make_reading(2, value=50.0), make_reading(3)]).result(5)
-    assert res.stored == (f"{GW}:3",) and res.dropped == (f"{GW}:2",)
+    res = s.submit([make_reading(3), make_reading(2, value=50.0), make_reading(4)]).result(5)
+    assert res.stored == (f"{GW}:3", f"{GW}:4") and res.dropped == (f"{GW}:2",)
     assert s.stats().dropped_by_reason == {"duplicate": {"spo2": 1}}
-    assert [r.value for r in s.pending_batch(5)] == [97.0, 97.0, 97.0]
+    assert [r.value for r in s.pending_batch(5)] == [97.0] * 4  # the first reading with seq 2 stays
 
 
 def test_alert_lane(open_store: OpenStore) -> None:

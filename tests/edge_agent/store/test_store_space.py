@@ -186,3 +186,28 @@ def test_retention_never_deletes_unsynced(open_store: OpenStore) -> None:
     clock.advance(days=365)
     assert s.run_retention().readings_deleted == 0
     assert len(s.pending_batch(10)) == 5
+
+
+def test_sqlite_full_drops_spot_checks_last_and_recovers(open_store: OpenStore) -> None:
+    # only spot checks: the space policy keeps them all, so SQLite's own SQLITE_FULL has to stop them
+    s = open_store(config=StoreConfig(group_commit_ms=1, quota_mb=1024), max_db_bytes=200 * 1024)
+    stored: list[str] = []
+    dropped: list[str] = []
+    seq = 0
+    for _ in range(200):
+        res = s.submit([spot(seq + i) for i in range(1, 51)]).result(10)
+        seq += 50
+        stored += res.stored
+        dropped += res.dropped
+        if len(dropped) >= 100:
+            break
+    st = s.stats()
+    assert st.disk_full and st.dropped_by_reason == {"disk_full": {"bp_systolic": len(dropped)}}
+    assert len(stored) > 500
+    assert s.mark_synced(stored) == len(stored)  # acks never need new pages
+    res = s.submit([spot(seq + 1), spot(seq + 2)]).result(10)  # synced history makes room
+    assert len(res.stored) == 2
+    assert not s.stats().disk_full
+    s.close()
+    s2 = open_store()
+    assert s2.stats().dropped == {"bp_systolic": len(dropped)}  # the counts survive a restart

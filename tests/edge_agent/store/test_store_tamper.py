@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.store import KeystoreError, StoreError
+from edge_agent.store import BufferStore, KeystoreError, StoreCorruptError, StoreError
 
 from .conftest import GW, T0, OpenStore, make_reading
 
@@ -130,8 +130,9 @@ def test_wrong_keystore_is_refused(open_store: OpenStore, tmp_path: Path) -> Non
 def test_missing_keystore_is_refused(open_store: OpenStore, tmp_path: Path) -> None:
     _filled(open_store)
     (tmp_path / "keystore.json").unlink()
-    with pytest.raises(KeystoreError):
+    with pytest.raises(KeystoreError, match="missing"):
         open_store()
+    assert not (tmp_path / "keystore.json").exists()  # no new keystore was made over sealed data
 
 
 def test_altered_key_bytes_are_refused(open_store: OpenStore, tmp_path: Path) -> None:
@@ -163,3 +164,27 @@ def test_database_of_another_gateway_is_refused(open_store: OpenStore) -> None:
     with pytest.raises(StoreError, match="belongs to gateway"):
         open_store(gateway_id="gw-other")
     assert GW != "gw-other"
+
+
+def test_corrupt_file_after_crash_is_refused_then_quarantined(open_store: OpenStore, tmp_path: Path) -> None:
+    s = open_store()
+    s.submit([make_reading(i) for i in range(1, 200)]).result(5)
+    s.close()
+    _edit(s.path, "UPDATE meta SET value = '0' WHERE key = 'clean_shutdown'")  # as if the agent died
+    raw = bytearray(s.path.read_bytes())
+    page = 512
+    for at in range(3 * page, len(raw) - page, 7 * page):  # wreck b-tree pages
+        raw[at : at + 64] = os.urandom(64)
+    s.path.write_bytes(bytes(raw))
+    with pytest.raises(StoreCorruptError):
+        open_store()
+    moved = BufferStore.quarantine(s.path)
+    assert moved.exists() and not s.path.exists()
+    fresh = open_store()
+    assert fresh.last_seq == 0 and fresh.stats().stored_total == 0
+
+
+def test_not_a_database_is_reported_as_corrupt(open_store: OpenStore, tmp_path: Path) -> None:
+    (tmp_path / "buffer.sqlite3").write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreCorruptError):
+        open_store()
