@@ -1,7 +1,8 @@
 """Readings/s through the agent's pipeline vs raw sqlite3 inserts of the same rows (issue 2).
 
 The pipeline path is the real one: Measurement -> validate -> Reading -> encrypted store with
-group commit -> scorer -> events, on an asyncio loop, into a fresh SQLite file. The baselines,
+group commit -> ONNX scoring (NEWS2, BP, event detectors) and alerts -> events, on an asyncio
+loop, into a fresh SQLite file. The baselines,
 measured in the same run on the same disk, insert the same rows (plaintext JSON) with the
 stdlib sqlite3 module: (a) one transaction per device line of 3 readings, as a naive agent would,
 and (b) in transactions of the same size the group commit produced.
@@ -48,7 +49,8 @@ def rows(n: int) -> list[Reading]:
 def bench_pipeline(n: int, directory: Path) -> tuple[float, int]:
     store = BufferStore.open(directory / "agent.sqlite3", gateway_id="bench", keystore_path=directory / "keys.json",
                              config=StoreConfig())
-    pipeline = Pipeline(gateway_id="bench", store=store, scorer=SpO2SafetyNet(), events=EventHub())
+    scorer = build_scorer(models_dir=None, store=store, settings=ScoringSettings(probe_runtime=False))
+    pipeline = Pipeline(gateway_id="bench", store=store, scorer=scorer, events=EventHub())
     now = datetime.now(UTC)
 
     async def feed() -> None:
@@ -91,7 +93,7 @@ def main() -> int:
         readings = rows(stored)
         raw_line = bench_raw(readings, d / "raw-line.sqlite3", 3)
         raw_big = bench_raw(readings, d / "raw-big.sqlite3", 500)
-    print(f"pipeline (encrypted store, group commit, scoring): {pipe_rate:10.0f} readings/s  ({stored} readings)")
+    print(f"pipeline (encrypted store, group commit, ONNX):     {pipe_rate:10.0f} readings/s  ({stored} readings)")
     print(f"raw sqlite3, 1 transaction per 3-reading line:     {raw_line:10.0f} readings/s  ratio {pipe_rate / raw_line:.2f}")
     print(f"raw sqlite3, 500-reading transactions:             {raw_big:10.0f} readings/s  ratio {pipe_rate / raw_big:.2f}")
     return 0

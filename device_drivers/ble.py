@@ -365,6 +365,9 @@ class BleDeviceLink:
         self.connections = 0
         self.racp_responses: list[bytes] = []
         self._glucose_seen: set[int] = set()
+        # Told the sequence number of each newly delivered glucose record, so the owner can
+        # persist the set and hand it back after a restart (``seen_glucose``).
+        self.on_new_record: Callable[[int], None] | None = None
         self._closed = False
 
     # constructors
@@ -394,6 +397,11 @@ class BleDeviceLink:
             ReplayBackend.from_file(capture, format_name, speed=speed, then=then), format_name, **kwargs
         )
 
+    def seen_glucose(self, sequence_numbers: Iterable[int]) -> None:
+        """Records already delivered (e.g. before a restart): the meter's RACP "report all"
+        resends them, and they are skipped instead of becoming duplicate readings."""
+        self._glucose_seen.update(sequence_numbers)
+
     def create_parser(self) -> Parser:
         """A parser for this device; for a scale, configured with the resolution it reported."""
         if self.spec.name == "ble-weight" and self.feature is not None and len(self.feature) >= 4:
@@ -419,8 +427,10 @@ class BleDeviceLink:
         if self.spec.name == "ble-glucose" and len(value) >= 3:
             seq = int.from_bytes(value[1:3], "little")
             if seq in self._glucose_seen:
-                return  # already delivered before a reconnect
+                return  # already delivered before a reconnect (or before a restart)
             self._glucose_seen.add(seq)
+            if self.on_new_record is not None:
+                self.on_new_record(seq)
         self._put(value)
 
     def _on_racp(self, _sender: Any, data: bytearray) -> None:

@@ -120,7 +120,8 @@ class Agent:
     def _session_for(self, dev: DeviceConfig) -> DeviceSession:
         assert self.pipeline is not None
         if dev.transport == "ble":
-            return BleSession(dev, self.pipeline.submit, self._device_state, link=ble_link_for(dev))
+            return BleSession(dev, self.pipeline.submit, self._device_state, link=ble_link_for(dev),
+                              records_path=self.config.state_dir / "devices" / f"{dev.id}.records.json")
         if dev.transport == "simulated":
             from device_drivers.simulators import create_simulator
 

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import json
 import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 from device_drivers.base import Parser, TransportError
 from device_drivers.ble import BleDeviceLink
@@ -200,9 +202,29 @@ class BleSession(DeviceSession):
         *,
         link: BleDeviceLink,
         backoff: Backoff | None = None,
+        records_path: Path | None = None,
     ) -> None:
         super().__init__(config, on_measurements, on_state, backoff)
         self.link = link
+        # Glucose meters resend every stored record on each "report all"; remembering which
+        # sequence numbers were delivered (across restarts) keeps them from becoming duplicates.
+        self._records_path = records_path if config.format == "ble-glucose" else None
+        self._records: list[int] = []
+        if self._records_path is not None:
+            self._records = _load_ints(self._records_path)
+            link.seen_glucose(self._records)
+            link.on_new_record = self._remember
+
+    def _remember(self, seq: int) -> None:
+        assert self._records_path is not None
+        self._records = [*self._records[-(MAX_REMEMBERED_RECORDS - 1):], seq]
+        tmp = self._records_path.with_suffix(".tmp")
+        try:
+            self._records_path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps(self._records))
+            tmp.replace(self._records_path)
+        except OSError as exc:  # disk full: the record may come again after a restart, not lost
+            log.warning("event=ble_records_not_saved device=%s error=%r", self.config.id, exc)
 
     async def run(self) -> None:
         try:
@@ -226,6 +248,20 @@ class BleSession(DeviceSession):
                 await asyncio.sleep(self._backoff.next_delay())
         finally:
             self._set_state(DeviceState.STOPPED)
+
+
+MAX_REMEMBERED_RECORDS = 5000
+
+
+def _load_ints(path: Path) -> list[int]:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError) as exc:
+        log.warning("event=ble_records_unreadable path=%s error=%r", path, exc)
+        return []
+    return [int(x) for x in data if isinstance(x, int)] if isinstance(data, list) else []
 
 
 def ble_link_for(config: DeviceConfig) -> BleDeviceLink:

@@ -142,3 +142,27 @@ def test_ble_session_replays_and_reconnects() -> None:
         assert DeviceState.DISCONNECTED in states and states[-1] == DeviceState.STOPPED
 
     asyncio.run(scenario())
+
+
+def test_glucose_records_are_not_delivered_twice_across_restarts(tmp_path: Path) -> None:
+    """The meter answers every RACP "report all" with all its stored records (GLS); a restarted
+    agent must not store them again under new uids."""
+    from device_drivers.ble import BleDeviceLink
+    from edge_agent.devices import BleSession
+
+    cfg = DeviceConfig(id="gluco", format="ble-glucose", transport="ble", address="replay:glucose_meter.json")
+    records = tmp_path / "devices" / "gluco.records.json"
+
+    async def one_run() -> list[Measurement]:
+        got: list[Measurement] = []
+        link = BleDeviceLink.replay("glucose_meter.json", "ble-glucose", speed=50.0, then="idle")
+        session = BleSession(cfg, lambda d, ms, at: got.extend(ms), lambda s: None, link=link, records_path=records)
+        task = asyncio.create_task(session.run())
+        await asyncio.sleep(1.0)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return got
+
+    first_run = asyncio.run(one_run())
+    assert len(first_run) == 3  # the capture's three stored records (captures/README.md)
+    assert asyncio.run(one_run()) == []  # after a "restart": nothing new, nothing duplicated
