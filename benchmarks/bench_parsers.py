@@ -115,10 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     size = int(args.megabytes * 1_000_000)
     names = [n for n in ("nonin-format2", "contec-cms50", "hl7v2", "masimo-ascii") if n in FORMATS]
-    print(
-        f"{'format':<15} {'parser MB/s':>11} {'baseline MB/s':>13} {'ratio':>7} {'readings':>9} "
-        f"{'x real time':>12}"
-    )
+    print(f"{'format':<15} {'parser MB/s':>11} {'baseline MB/s':>13} {'ratio':>7} {'readings':>9} {'x real time':>12}")
     for name in names:
         try:
             data, start_byte, device_rate = stream_for(name, size)

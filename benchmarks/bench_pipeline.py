@@ -28,7 +28,7 @@ from device_drivers.records import Measurement, Reading, Vital
 from edge_agent.config import StoreConfig
 from edge_agent.events import EventHub
 from edge_agent.pipeline import Pipeline
-from edge_agent.safety_net import SpO2SafetyNet
+from edge_agent.scoring import ScoringSettings, build_scorer
 from edge_agent.store import BufferStore
 
 LINE = [
@@ -47,8 +47,9 @@ def rows(n: int) -> list[Reading]:
 
 
 def bench_pipeline(n: int, directory: Path) -> tuple[float, int]:
-    store = BufferStore.open(directory / "agent.sqlite3", gateway_id="bench", keystore_path=directory / "keys.json",
-                             config=StoreConfig())
+    store = BufferStore.open(
+        directory / "agent.sqlite3", gateway_id="bench", keystore_path=directory / "keys.json", config=StoreConfig()
+    )
     scorer = build_scorer(models_dir=None, store=store, settings=ScoringSettings(probe_runtime=False))
     pipeline = Pipeline(gateway_id="bench", store=store, scorer=scorer, events=EventHub())
     now = datetime.now(UTC)
@@ -94,8 +95,14 @@ def main() -> int:
         raw_line = bench_raw(readings, d / "raw-line.sqlite3", 3)
         raw_big = bench_raw(readings, d / "raw-big.sqlite3", 500)
     print(f"pipeline (encrypted store, group commit, ONNX):     {pipe_rate:10.0f} readings/s  ({stored} readings)")
-    print(f"raw sqlite3, 1 transaction per 3-reading line:     {raw_line:10.0f} readings/s  ratio {pipe_rate / raw_line:.2f}")
-    print(f"raw sqlite3, 500-reading transactions:             {raw_big:10.0f} readings/s  ratio {pipe_rate / raw_big:.2f}")
+    print(
+        f"raw sqlite3, 1 transaction per 3-reading line:     {raw_line:10.0f} readings/s  "
+        f"ratio {pipe_rate / raw_line:.2f}"
+    )
+    print(
+        f"raw sqlite3, 500-reading transactions:             {raw_big:10.0f} readings/s  "
+        f"ratio {pipe_rate / raw_big:.2f}"
+    )
     return 0
 
 

@@ -172,9 +172,7 @@ class BleakBackend:
                 )
                 if target is None:
                     raise TransportError(f"no device advertising service {self.service} found")
-            client = BleakClient(
-                target, disconnected_callback=lambda _c: on_disconnect(), timeout=self.connect_timeout
-            )
+            client = BleakClient(target, disconnected_callback=lambda _c: on_disconnect(), timeout=self.connect_timeout)
             await client.connect()
         except (TimeoutError, BleakError, OSError) as exc:
             raise TransportError(f"{self.description}: cannot connect: {exc}") from exc
@@ -393,9 +391,7 @@ class BleDeviceLink:
         then: str = "disconnect",
         **kwargs: Any,
     ) -> BleDeviceLink:
-        return cls(
-            ReplayBackend.from_file(capture, format_name, speed=speed, then=then), format_name, **kwargs
-        )
+        return cls(ReplayBackend.from_file(capture, format_name, speed=speed, then=then), format_name, **kwargs)
 
     def seen_glucose(self, sequence_numbers: Iterable[int]) -> None:
         """Records already delivered (e.g. before a restart): the meter's RACP "report all"
@@ -461,9 +457,7 @@ class BleDeviceLink:
                 try:
                     await client.write(CURRENT_TIME, current_time_value(self._clock(), self.device_tz))
                 except TransportError as exc:  # optional: many devices refuse, keep going
-                    log.info(
-                        "event=ble_current_time_refused device=%s error=%s", self.backend.description, exc
-                    )
+                    log.info("event=ble_current_time_refused device=%s error=%s", self.backend.description, exc)
             await client.start_notify(char, self._on_measurement)
             if self.spec.name == "ble-glucose":
                 if client.offers(GLUCOSE_CONTEXT):
@@ -523,9 +517,7 @@ class BleDeviceLink:
                 if max_attempts is not None and failures >= max_attempts:
                     raise
                 delay = backoff.delay(failures - 1, rng)
-                log.info(
-                    "event=ble_reconnect device=%s in_s=%.1f reason=%s", self.backend.description, delay, exc
-                )
+                log.info("event=ble_reconnect device=%s in_s=%.1f reason=%s", self.backend.description, delay, exc)
                 await sleep(delay)
 
     async def close(self) -> None:

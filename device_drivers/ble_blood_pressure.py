@@ -68,7 +68,7 @@ class BloodPressureParser(GattParser):
 
         factor = 1.0 / KPA_PER_MMHG if flags & FLAG_KPA else 1.0
         vitals = (Vital.BP_SYSTOLIC, Vital.BP_DIASTOLIC, Vital.BP_MEAN)
-        for vital, raw in zip(vitals, pressures):
+        for vital, raw in zip(vitals, pressures, strict=True):
             value = self.number(raw, str(vital))
             if value is not None:
                 self.emit(out, vital, value * factor, measured_at=measured_at, flags=quality, extra=extra)

@@ -74,9 +74,7 @@ def status_flags(status: int) -> set[Quality]:
     flags: set[Quality] = set()
     if status & (ST_SENSOR_MALFUNCTION | ST_DEVICE_FAULT | ST_STRIP_TYPE):
         flags.add(Quality.SENSOR_FAULT)
-    if status & (
-        ST_SAMPLE_INSUFFICIENT | ST_STRIP_INSERTION | ST_TEMP_HIGH | ST_TEMP_LOW | ST_READ_INTERRUPTED
-    ):
+    if status & (ST_SAMPLE_INSUFFICIENT | ST_STRIP_INSERTION | ST_TEMP_HIGH | ST_TEMP_LOW | ST_READ_INTERRUPTED):
         flags.add(Quality.QUESTIONABLE)
     if status & (ST_RESULT_LOW | ST_RESULT_HIGH):
         flags.add(Quality.DEVICE_ALARM)

@@ -46,7 +46,7 @@ class PlxContinuousParser(GattParser):
         for name, pair in (("fast", fast), ("slow", slow)):
             if pair is None:
                 continue
-            for key, raw in zip((f"spo2_{name}", f"pr_{name}"), pair):
+            for key, raw in zip((f"spo2_{name}", f"pr_{name}"), pair, strict=True):
                 if not isinstance(raw, SpecialValue):
                     extra.append((key, raw))
         if ms is not None:

@@ -105,7 +105,12 @@ for _name, (_term, _vital) in _MDC_TERMS.items():
 # MDC_DIM_MILLI_G_PER_DL 2130 (264274): checked in the same nomenclature table; the others by
 # mnemonic only.
 Converter = Callable[[float], float]
-_same: Converter = lambda v: v
+
+
+def _same(v: float) -> float:
+    return v
+
+
 UNITS: dict[str, tuple[str, Converter]] = {}
 for _keys, _dim, _conv in (
     (
@@ -337,9 +342,7 @@ class Hl7v2Parser(Parser):
                         return MDC_VITALS[key], f"MDC:{code or name}"
         return None
 
-    def _obx(
-        self, f: list[str], comp: str, obr_time: datetime | None, control_id: str, out: list[Measurement]
-    ) -> None:
+    def _obx(self, f: list[str], comp: str, obr_time: datetime | None, control_id: str, out: list[Measurement]) -> None:
         found = self._lookup(_field(f, 3), comp)
         if found is None:
             self.stats.reject("unmapped_observation", _field(f, 3).split(comp)[0][:32])

@@ -43,9 +43,7 @@ _EXC_ARTEFACT = EXC_PULSE_SEARCH | EXC_INTERFERENCE | EXC_AMBIENT_LIGHT | EXC_LO
 
 _ALARM_ACTIVE = 0x0010
 
-_LINE_RE = re.compile(
-    rb"^(?P<date>\d\d/\d\d/\d\d) (?P<time>\d\d:\d\d:\d\d)(?P<fields>(?: +[A-Z][A-Z0-9]*=[^ ]*)+) *$"
-)
+_LINE_RE = re.compile(rb"^(?P<date>\d\d/\d\d/\d\d) (?P<time>\d\d:\d\d:\d\d)(?P<fields>(?: +[A-Z][A-Z0-9]*=[^ ]*)+) *$")
 _LINE_END_RE = re.compile(rb"[\r\n]")
 _NUMBER_RE = re.compile(r"^[+-]?\d+(?:\.\d+)?$")
 

@@ -74,20 +74,43 @@ register(
 # BLE formats: one characteristic value per feed (protocols.md §1.1 for the UUIDs; the Heart
 # Rate and Glucose service UUIDs 180d/1808 are UNVERIFIED there, Assigned Numbers).
 for _name, _cls, _svc, _char, _desc in (
-    ("ble-blood-pressure", "ble_blood_pressure:BloodPressureParser", "1810", "2a35",
-     "Bluetooth Blood Pressure Measurement (0x2A35)"),
-    ("ble-temperature", "ble_temperature:TemperatureParser", "1809", "2a1c",
-     "Bluetooth Health Thermometer Temperature Measurement (0x2A1C)"),
-    ("ble-plx-spot", "ble_plx_spot:PlxSpotCheckParser", "1822", "2a5e",
-     "Bluetooth Pulse Oximeter PLX Spot-check Measurement (0x2A5E)"),
-    ("ble-plx-continuous", "ble_plx_continuous:PlxContinuousParser", "1822", "2a5f",
-     "Bluetooth Pulse Oximeter PLX Continuous Measurement (0x2A5F)"),
-    ("ble-heart-rate", "ble_heart_rate:HeartRateParser", "180d", "2a37",
-     "Bluetooth Heart Rate Measurement (0x2A37)"),
-    ("ble-weight", "ble_weight:WeightParser", "181d", "2a9d",
-     "Bluetooth Weight Scale Weight Measurement (0x2A9D)"),
-    ("ble-glucose", "ble_glucose:GlucoseParser", "1808", "2a18",
-     "Bluetooth Glucose Measurement (0x2A18), records fetched via RACP"),
+    (
+        "ble-blood-pressure",
+        "ble_blood_pressure:BloodPressureParser",
+        "1810",
+        "2a35",
+        "Bluetooth Blood Pressure Measurement (0x2A35)",
+    ),
+    (
+        "ble-temperature",
+        "ble_temperature:TemperatureParser",
+        "1809",
+        "2a1c",
+        "Bluetooth Health Thermometer Temperature Measurement (0x2A1C)",
+    ),
+    (
+        "ble-plx-spot",
+        "ble_plx_spot:PlxSpotCheckParser",
+        "1822",
+        "2a5e",
+        "Bluetooth Pulse Oximeter PLX Spot-check Measurement (0x2A5E)",
+    ),
+    (
+        "ble-plx-continuous",
+        "ble_plx_continuous:PlxContinuousParser",
+        "1822",
+        "2a5f",
+        "Bluetooth Pulse Oximeter PLX Continuous Measurement (0x2A5F)",
+    ),
+    ("ble-heart-rate", "ble_heart_rate:HeartRateParser", "180d", "2a37", "Bluetooth Heart Rate Measurement (0x2A37)"),
+    ("ble-weight", "ble_weight:WeightParser", "181d", "2a9d", "Bluetooth Weight Scale Weight Measurement (0x2A9D)"),
+    (
+        "ble-glucose",
+        "ble_glucose:GlucoseParser",
+        "1808",
+        "2a18",
+        "Bluetooth Glucose Measurement (0x2A18), records fetched via RACP",
+    ),
 ):
     register(
         FormatSpec(

@@ -77,7 +77,9 @@ def build_scorer(config: AgentConfig, store: BufferStore) -> Scorer:
 
 
 class Agent:
-    def __init__(self, config: AgentConfig, *, events: EventHub | None = None, notifier: Notifier | None = None) -> None:
+    def __init__(
+        self, config: AgentConfig, *, events: EventHub | None = None, notifier: Notifier | None = None
+    ) -> None:
         self.config = config
         self.events = events or EventHub()
         self.notifier = notifier or Notifier()
@@ -108,20 +110,27 @@ class Agent:
         must not stop on a damaged file. Status reports the quarantine until an operator clears it."""
         cfg = self.config
         try:
-            return BufferStore.open(cfg.db_path, gateway_id=cfg.gateway.id, keystore_path=cfg.keystore_path,
-                                    config=cfg.store)
+            return BufferStore.open(
+                cfg.db_path, gateway_id=cfg.gateway.id, keystore_path=cfg.keystore_path, config=cfg.store
+            )
         except StoreCorruptError as exc:
             moved = BufferStore.quarantine(cfg.db_path)
             self.quarantined = str(moved)
             log.error("event=store_corrupt action=quarantined_and_restarted moved_to=%s error=%r", moved, str(exc))
-            return BufferStore.open(cfg.db_path, gateway_id=cfg.gateway.id, keystore_path=cfg.keystore_path,
-                                    config=cfg.store)
+            return BufferStore.open(
+                cfg.db_path, gateway_id=cfg.gateway.id, keystore_path=cfg.keystore_path, config=cfg.store
+            )
 
     def _session_for(self, dev: DeviceConfig) -> DeviceSession:
         assert self.pipeline is not None
         if dev.transport == "ble":
-            return BleSession(dev, self.pipeline.submit, self._device_state, link=ble_link_for(dev),
-                              records_path=self.config.state_dir / "devices" / f"{dev.id}.records.json")
+            return BleSession(
+                dev,
+                self.pipeline.submit,
+                self._device_state,
+                link=ble_link_for(dev),
+                records_path=self.config.state_dir / "devices" / f"{dev.id}.records.json",
+            )
         if dev.transport == "simulated":
             from device_drivers.simulators import create_simulator
 
@@ -141,12 +150,25 @@ class Agent:
         assert self.store is not None and self.pipeline is not None
         scheduler = AsyncIOScheduler(event_loop=loop, timezone="UTC")
         sched = self.config.scheduler
-        scheduler.add_job(self.write_status, "interval", seconds=sched.status_interval_s, id="status_snapshot",
-                          max_instances=1, coalesce=True)
-        scheduler.add_job(self.store.run_retention, "interval", seconds=sched.retention_interval_s, id="retention",
-                          max_instances=1, coalesce=True)
-        scheduler.add_job(self.pipeline.tick, "interval", seconds=SCORING_TICK_S, id="scoring_tick",
-                          max_instances=1, coalesce=True)
+        scheduler.add_job(
+            self.write_status,
+            "interval",
+            seconds=sched.status_interval_s,
+            id="status_snapshot",
+            max_instances=1,
+            coalesce=True,
+        )
+        scheduler.add_job(
+            self.store.run_retention,
+            "interval",
+            seconds=sched.retention_interval_s,
+            id="retention",
+            max_instances=1,
+            coalesce=True,
+        )
+        scheduler.add_job(
+            self.pipeline.tick, "interval", seconds=SCORING_TICK_S, id="scoring_tick", max_instances=1, coalesce=True
+        )
         try:
             for dev in self.config.devices:
                 session = self._session_for(dev)
@@ -155,8 +177,12 @@ class Agent:
             scheduler.start()
             self.write_status()
             self.notifier.ready(f"{len(self.sessions)} devices")
-            log.info("event=agent_ready version=%s gateway=%s devices=%d", __version__, self.config.gateway.id,
-                     len(self.sessions))
+            log.info(
+                "event=agent_ready version=%s gateway=%s devices=%d",
+                __version__,
+                self.config.gateway.id,
+                len(self.sessions),
+            )
             await self._main_loop(stop)
         finally:
             self.notifier.stopping()
@@ -250,4 +276,3 @@ def install_signal_handlers(stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-

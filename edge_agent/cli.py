@@ -132,23 +132,35 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(status, indent=2))
         return EXIT_OK
     store = status.get("store", {})
-    print(f"gateway {status['gateway_id']} ({status['province']})  agent {'running' if running else 'NOT running'}, "
-          f"status written {status['age_s']} s ago")
-    print(f"backlog: {status['backlog']['pending']} readings pending sync, oldest "
-          f"{_age(status['backlog']['oldest_pending_age_s'])}")
+    print(
+        f"gateway {status['gateway_id']} ({status['province']})  agent {'running' if running else 'NOT running'}, "
+        f"status written {status['age_s']} s ago"
+    )
+    print(
+        f"backlog: {status['backlog']['pending']} readings pending sync, oldest "
+        f"{_age(status['backlog']['oldest_pending_age_s'])}"
+    )
     print(f"sync: {status['sync']['state']}, last sync {status['sync']['last_sync_at'] or 'never'}")
-    print(f"disk: {store.get('bytes_on_disk', 0) / 1e6:.1f} MB buffer"
-          + ("  DISK FULL" if store.get("disk_full") else "")
-          + (f"  dropped {store.get('dropped')}" if store.get("dropped") else ""))
+    print(
+        f"disk: {store.get('bytes_on_disk', 0) / 1e6:.1f} MB buffer"
+        + ("  DISK FULL" if store.get("disk_full") else "")
+        + (f"  dropped {store.get('dropped')}" if store.get("dropped") else "")
+    )
     if store.get("quarantined"):
-        print(f"WARNING: the buffer failed its integrity check and was moved to {store['quarantined']}; "
-              "a fresh buffer is in use. Recover what you can from the old file, then remove it.")
+        print(
+            f"WARNING: the buffer failed its integrity check and was moved to {store['quarantined']}; "
+            "a fresh buffer is in use. Recover what you can from the old file, then remove it."
+        )
     scoring = status.get("scoring", {})
-    print(f"scoring: {scoring.get('scorer', 'models')}, available={scoring.get('available')}"
-          + (f" error={scoring['error']}" if scoring.get("error") else ""))
+    print(
+        f"scoring: {scoring.get('scorer', 'models')}, available={scoring.get('available')}"
+        + (f" error={scoring['error']}" if scoring.get("error") else "")
+    )
     for dev in status.get("devices", []):
-        print(f"device {dev['id']:<14} {dev['format']:<20} {dev['state']:<12} {dev['measurements']} readings"
-              + (f"  ({dev['detail']})" if dev.get("detail") else ""))
+        print(
+            f"device {dev['id']:<14} {dev['format']:<20} {dev['state']:<12} {dev['measurements']} readings"
+            + (f"  ({dev['detail']})" if dev.get("detail") else "")
+        )
     return EXIT_OK
 
 
@@ -172,38 +184,55 @@ def build_parser() -> argparse.ArgumentParser:
         prog="edge-agent",
         description="station-edge gateway agent: reads vital-sign devices, scores risk locally, "
         "buffers encrypted while offline and syncs to the provincial hub.",
-        epilog="Start with `edge-agent demo` (no hardware, no config). Exit codes: 0 ok, 1 failure, 2 usage/input error.",
+        epilog="Start with `edge-agent demo` (no hardware, no config). "
+        "Exit codes: 0 ok, 1 failure, 2 usage/input error.",
     )
     ap.add_argument("--version", action="version", version=f"edge-agent {__version__}")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("demo", help="run the whole appliance on simulated devices (no hardware)",
-                       description="Run the whole appliance on embedded defaults: simulated devices over real "
-                       "pseudo-terminals, a fresh state dir, live lines per reading and alert, and a JSON "
-                       "summary as the last line.")
+    p = sub.add_parser(
+        "demo",
+        help="run the whole appliance on simulated devices (no hardware)",
+        description="Run the whole appliance on embedded defaults: simulated devices over real "
+        "pseudo-terminals, a fresh state dir, live lines per reading and alert, and a JSON "
+        "summary as the last line.",
+    )
     p.add_argument("--seconds", type=float, default=None, help="stop cleanly after N seconds (default: until Ctrl-C)")
-    p.add_argument("--state-dir", type=Path, default=None,
-                   help="reuse this state dir as it is, like a gateway after a restart (default: a fresh temp dir)")
+    p.add_argument(
+        "--state-dir",
+        type=Path,
+        default=None,
+        help="reuse this state dir as it is, like a gateway after a restart (default: a fresh temp dir)",
+    )
     p.add_argument("--port", type=int, default=8080, help="dashboard port on 127.0.0.1 (default 8080)")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("run", help="run the daemon (systemd starts this)",
-                       description="Run the gateway daemon with a TOML config until SIGTERM/SIGINT.")
+    p = sub.add_parser(
+        "run",
+        help="run the daemon (systemd starts this)",
+        description="Run the gateway daemon with a TOML config until SIGTERM/SIGINT.",
+    )
     p.add_argument("--config", type=Path, required=True, help="path to the TOML config (see docs/config.md)")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("status", help="devices, backlog, last sync, models, disk use",
-                       description="Show the running agent's last status snapshot.")
+    p = sub.add_parser(
+        "status",
+        help="devices, backlog, last sync, models, disk use",
+        description="Show the running agent's last status snapshot.",
+    )
     p.add_argument("--config", type=Path, required=True, help="path to the TOML config")
     p.add_argument("--json", action="store_true", help="print one JSON object (for scripts)")
     p.set_defaults(func=cmd_status)
 
-    p = sub.add_parser("decode", help="decode device bytes with a named parser",
-                       description="Parse bytes with a named format parser and print one JSON object per reading. "
-                       "Each HEX argument is one chunk (for BLE formats: one characteristic value). With no HEX, "
-                       "raw bytes are read from stdin.",
-                       epilog="Example: edge-agent decode ble-blood-pressure '00 78 00 50 00 5D 00'")
+    p = sub.add_parser(
+        "decode",
+        help="decode device bytes with a named parser",
+        description="Parse bytes with a named format parser and print one JSON object per reading. "
+        "Each HEX argument is one chunk (for BLE formats: one characteristic value). With no HEX, "
+        "raw bytes are read from stdin.",
+        epilog="Example: edge-agent decode ble-blood-pressure '00 78 00 50 00 5D 00'",
+    )
     p.add_argument("format", nargs="?", help="format name (see --list)")
     p.add_argument("hex", nargs="*", help="hex bytes; spaces and colons allowed")
     p.add_argument("--list", action="store_true", help="print the format names")

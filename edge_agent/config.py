@@ -269,7 +269,9 @@ def parse_config(data: dict[str, Any], *, base_dir: Path, source: Path | None = 
         alerts=_section(root, "alerts", alerts),
         scheduler=_section(root, "scheduler", scheduler),
         scoring=_section(root, "scoring", scoring),
-        models_dir=(Path(models_dir) if Path(models_dir).is_absolute() else base_dir / models_dir) if models_dir else None,
+        models_dir=(Path(models_dir) if Path(models_dir).is_absolute() else base_dir / models_dir)
+        if models_dir
+        else None,
         source=source,
     )
     root.finish()

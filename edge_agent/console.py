@@ -60,7 +60,9 @@ class ConsoleView:
             line = f"!! {head} [{level}] {a.subject}: {a.message}{partial}"
             self._print(self._paint(line, "1;31" if a.state != "cleared" else "32"))
         elif isinstance(event, DeviceStateChanged):
-            self._print(self._paint(f"-- thiết bị/device {event.device_id}: {event.state} {event.detail}".rstrip(), "2"))
+            self._print(
+                self._paint(f"-- thiết bị/device {event.device_id}: {event.state} {event.detail}".rstrip(), "2")
+            )
         elif isinstance(event, ReadingsDropped):
             self._print(self._paint(f"!! {event.count} readings dropped (disk full) from {event.device_id}", "33"))
 

@@ -27,8 +27,9 @@ DEMO_DEVICES: tuple[DeviceConfig, ...] = (
     DeviceConfig(id="oximeter-2", format="nonin-format2", transport="simulated", scenario="tachycardia"),
     DeviceConfig(id="monitor-1", format="hl7v2", transport="simulated", scenario="fever"),
     DeviceConfig(id="bp-cuff", format="ble-blood-pressure", transport="ble", address="replay:bp_cuff.json", speed=4.0),
-    DeviceConfig(id="thermometer", format="ble-temperature", transport="ble", address="replay:thermometer.json",
-                 speed=4.0),
+    DeviceConfig(
+        id="thermometer", format="ble-temperature", transport="ble", address="replay:thermometer.json", speed=4.0
+    ),
     DeviceConfig(id="scale", format="ble-weight", transport="ble", address="replay:scale.json", speed=4.0),
 )
 
@@ -74,7 +75,9 @@ def run_demo(*, seconds: float | None, state_dir: Path | None, port: int) -> int
         if fresh:
             shutil.rmtree(sd, ignore_errors=True)
     print("--- tóm tắt / summary ---")
-    print(f"readings stored: {summary['readings_stored']}, alerts: {summary['alerts']}, "
-          f"synced: {summary['synced']}, pending: {summary['pending']}, dropped: {summary['dropped']}")
+    print(
+        f"readings stored: {summary['readings_stored']}, alerts: {summary['alerts']}, "
+        f"synced: {summary['synced']}, pending: {summary['pending']}, dropped: {summary['dropped']}"
+    )
     print(json.dumps(summary), flush=True)
     return 0

@@ -77,8 +77,9 @@ StateSink = Callable[[DeviceStatus], None]
 class DeviceSession:
     """What every session shares: its status, its parser and reporting state changes."""
 
-    def __init__(self, config: DeviceConfig, on_measurements: MeasurementSink, on_state: StateSink,
-                 backoff: Backoff | None) -> None:
+    def __init__(
+        self, config: DeviceConfig, on_measurements: MeasurementSink, on_state: StateSink, backoff: Backoff | None
+    ) -> None:
         self.config = config
         self.parser: Parser = get_format(config.format).create()
         self.status = DeviceStatus(config.id, config.format, config.transport)
@@ -143,7 +144,8 @@ class SerialSession(DeviceSession):
             while True:
                 try:
                     link = await loop.run_in_executor(
-                        self._executor, lambda: SerialLink(self.config.port, self.settings, baudrate=self.config.baudrate)
+                        self._executor,
+                        lambda: SerialLink(self.config.port, self.settings, baudrate=self.config.baudrate),
                     )
                 except TransportError as exc:
                     self._open_failed(exc)
@@ -217,7 +219,7 @@ class BleSession(DeviceSession):
 
     def _remember(self, seq: int) -> None:
         assert self._records_path is not None
-        self._records = [*self._records[-(MAX_REMEMBERED_RECORDS - 1):], seq]
+        self._records = [*self._records[-(MAX_REMEMBERED_RECORDS - 1) :], seq]
         tmp = self._records_path.with_suffix(".tmp")
         try:
             self._records_path.parent.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
 import tempfile
@@ -28,10 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.format} ({args.scenario}) on {link} -> {sim.slave_path}; Ctrl-C to stop", flush=True)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         done.wait()
-    except KeyboardInterrupt:
-        pass
     sim.stop()
     return 0
 

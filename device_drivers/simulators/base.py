@@ -91,7 +91,9 @@ def patient_timeline(scenario: str, seed: int = 0) -> Iterator[PatientState]:
         elif scenario == "hypothermia" and event:
             s = dataclasses.replace(s, body_temp=round(s.body_temp - ramp * 2.6, 1), heart_rate=s.heart_rate - 12)
         elif scenario == "hypertension" and event:
-            s = dataclasses.replace(s, bp_systolic=s.bp_systolic + round(ramp * 66), bp_diastolic=s.bp_diastolic + round(ramp * 36))
+            s = dataclasses.replace(
+                s, bp_systolic=s.bp_systolic + round(ramp * 66), bp_diastolic=s.bp_diastolic + round(ramp * 36)
+            )
         elif scenario == "probe_off" and 10 <= phase < 20:
             s = dataclasses.replace(s, probe_off=True)
         elif scenario == "garbage_burst" and phase % 7 == 3:

@@ -20,11 +20,14 @@ def masimo_frames(state: PatientState, rng: random.Random) -> Iterator[tuple[flo
         yield 1.0, encode_line(when=when, spo2=None, bpm=None, pi=None, exc=_EXC_SET | EXC_SENSOR_OFF)
         return
     alarm = 0x0002 | 0x0010 if state.spo2 < 90 else 0  # SpO2 low + alarm active (advisory bits)
-    yield 1.0, encode_line(
-        when=when,
-        spo2=int(state.spo2),
-        bpm=int(state.heart_rate),
-        pi=state.perfusion_index,
-        exc=_EXC_SET,
-        alarm=alarm,
+    yield (
+        1.0,
+        encode_line(
+            when=when,
+            spo2=int(state.spo2),
+            bpm=int(state.heart_rate),
+            pi=state.perfusion_index,
+            exc=_EXC_SET,
+            alarm=alarm,
+        ),
     )

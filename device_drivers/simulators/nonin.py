@@ -38,8 +38,6 @@ def nonin_frames(state: PatientState, rng: random.Random) -> Iterator[tuple[floa
         hr = max(0, min(510, round(state.heart_rate)))
         spo2 = max(0, min(100, round(state.spo2)))
     for k in range(PACKETS_PER_SECOND):
-        packet = nonin_packet(
-            hr, spo2, status, pleth=_pleth(state.t + k / PACKETS_PER_SECOND, state.heart_rate)
-        )
+        packet = nonin_packet(hr, spo2, status, pleth=_pleth(state.t + k / PACKETS_PER_SECOND, state.heart_rate))
         for i in range(0, len(packet), FRAME_LEN):
             yield 1.0 / FRAMES_PER_SECOND, packet[i : i + FRAME_LEN]

@@ -70,9 +70,7 @@ def test_every_optional_field_combination(ts: bool, pulse: bool, user: bool, sta
 
 
 def test_status_bits_to_flags() -> None:
-    out = BloodPressureParser().feed(
-        enc.blood_pressure(120, 80, 93, pulse=150, status=0x0001 | 0x0002 | 0x0008)
-    )
+    out = BloodPressureParser().feed(enc.blood_pressure(120, 80, 93, pulse=150, status=0x0001 | 0x0002 | 0x0008))
     sys_ = next(m for m in out if m.vital is Vital.BP_SYSTOLIC)
     assert {Quality.DEVICE_ARTEFACT, Quality.QUESTIONABLE} <= sys_.flags
     assert ("pulse_rate_range", "above_upper_limit") in sys_.extra

@@ -13,9 +13,7 @@ def test_protocols_example() -> None:
 
 
 def test_sixteen_bit_energy_and_rr() -> None:
-    (m,) = HeartRateParser().feed(
-        enc.heart_rate(260, wide=True, contact=3, energy_kj=512, rr_1024=[1024, 512])
-    )
+    (m,) = HeartRateParser().feed(enc.heart_rate(260, wide=True, contact=3, energy_kj=512, rr_1024=[1024, 512]))
     assert m.value == 260
     extra = dict(m.extra)
     assert extra["energy_kj"] == 512 and extra["rr_ms"] == "1000.0,500.0" and extra["sensor_contact"] is True

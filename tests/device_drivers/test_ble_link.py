@@ -130,9 +130,7 @@ def test_values_forever_reconnects_with_backoff() -> None:
 
     async def main() -> list[bytes]:
         got: list[bytes] = []
-        async for v in link.values_forever(
-            Backoff(base=1.0, cap=8.0), rng=random.Random(3), sleep=fake_sleep
-        ):
+        async for v in link.values_forever(Backoff(base=1.0, cap=8.0), rng=random.Random(3), sleep=fake_sleep):
             got.append(v)
             if len(got) == 6:
                 break

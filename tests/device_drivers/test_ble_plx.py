@@ -106,8 +106,7 @@ def test_truncated() -> None:
 
 # Spezi `PLXTests.swift` vectors (Spezi encodes with exponent -1/-2, e.g. 100.0 = F3E8).
 def test_spezi_continuous_vectors() -> None:
-    assert values(PlxContinuousParser().feed(bytes([0, 232, 243, 132, 243]))) == {
-        Vital.SPO2: 100, Vital.HEART_RATE: 90}
+    assert values(PlxContinuousParser().feed(bytes([0, 232, 243, 132, 243]))) == {Vital.SPO2: 100, Vital.HEART_RATE: 90}
     out = PlxContinuousParser().feed(bytes([28, 95, 0, 90, 0, 32, 0, 0, 0, 0, 87, 240]))
     assert values(out) == {Vital.SPO2: 95, Vital.HEART_RATE: 90, Vital.PERFUSION_INDEX: 8.7}
     assert dict(out[0].extra)["measurement_status"] == 0x0020

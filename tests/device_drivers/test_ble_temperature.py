@@ -19,9 +19,7 @@ def test_protocols_examples(hexs: str, celsius: float) -> None:
     assert m.vital is Vital.BODY_TEMP and m.value == celsius and m.unit == "Cel"
 
 
-@pytest.mark.parametrize(
-    "special", ["FF FF 7F 00", "00 00 80 00", "FE FF 7F 00", "02 00 80 00", "01 00 80 00"]
-)
+@pytest.mark.parametrize("special", ["FF FF 7F 00", "00 00 80 00", "FE FF 7F 00", "02 00 80 00", "01 00 80 00"])
 def test_special_values(special: str) -> None:
     p = TemperatureParser()
     assert p.feed(bytes.fromhex("00 " + special)) == []

@@ -7,9 +7,7 @@ from device_drivers.records import Vital
 
 def test_protocols_examples() -> None:
     assert enc.contec_packet(72, 97, signal=4, pleth=0x3A, bar=5) == bytes.fromhex("84 3A 05 48 61")
-    assert enc.contec_packet(150, 95, signal=4, beat=True, pleth=0x50, bar=6) == bytes.fromhex(
-        "C4 50 46 16 5F"
-    )
+    assert enc.contec_packet(150, 95, signal=4, beat=True, pleth=0x50, bar=6) == bytes.fromhex("C4 50 46 16 5F")
     out = ContecCms50Parser().feed(bytes.fromhex("84 3A 05 48 61"))
     assert {(m.vital, m.value) for m in out} == {(Vital.HEART_RATE, 72), (Vital.SPO2, 97)}
     out = ContecCms50Parser().feed(bytes.fromhex("C4 50 46 16 5F"))
@@ -18,9 +16,7 @@ def test_protocols_examples() -> None:
 
 def test_decimation_sixty_packets_per_reading() -> None:
     p = ContecCms50Parser()
-    stream = b"".join(
-        enc.contec_packet(60 + i // PACKETS_PER_READING, 97) for i in range(3 * PACKETS_PER_READING)
-    )
+    stream = b"".join(enc.contec_packet(60 + i // PACKETS_PER_READING, 97) for i in range(3 * PACKETS_PER_READING))
     out = p.feed(stream)
     assert [m.value for m in out if m.vital is Vital.HEART_RATE] == [60, 61, 62]
 

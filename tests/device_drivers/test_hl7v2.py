@@ -15,7 +15,8 @@ EXAMPLE = (
     "OBR|1||OBS-889|85353-1^Vital signs panel^LN|||20240601101200+0300\r"
     "OBX|1|NM|8867-4^Heart rate^LN||97|/min^^UCUM|||||F|||20240601101200+0300\r"
     "OBX|2|NM|9279-1^Respiratory rate^LN||22|/min^^UCUM|||||F|||20240601101200+0300\r"
-    "OBX|3|NM|59408-5^Oxygen saturation in Arterial blood by Pulse oximetry^LN||94|%^^UCUM|||||F|||20240601101200+0300\r"
+    "OBX|3|NM|59408-5^Oxygen saturation in Arterial blood by Pulse oximetry^LN||94|%^^UCUM"
+    "|||||F|||20240601101200+0300\r"
     "OBX|4|NM|8480-6^Systolic blood pressure^LN|1|118|mm[Hg]^^UCUM|||||F|||20240601101200+0300\r"
     "OBX|5|NM|8462-4^Diastolic blood pressure^LN|1|76|mm[Hg]^^UCUM|||||F|||20240601101200+0300\r"
     "OBX|6|NM|8310-5^Body temperature^LN||38.3|Cel^^UCUM|||||F|||20240601101200+0300\r"
@@ -39,9 +40,7 @@ def test_protocols_example() -> None:
     (ack,) = p.take_acks()
     assert ack.control_id == "MSG000123"
     wire = encode_ack(ack, datetime(2024, 6, 1, tzinfo=UTC))
-    assert wire.startswith(b"\x0bMSH|^~\\&|HIS|DISTRICT|EDGE-AGENT|STATION-07|") and wire.endswith(
-        b"\x1c\x0d"
-    )
+    assert wire.startswith(b"\x0bMSH|^~\\&|HIS|DISTRICT|EDGE-AGENT|STATION-07|") and wire.endswith(b"\x1c\x0d")
     assert b"\rMSA|AA|MSG000123\r" in wire
 
 
@@ -98,9 +97,7 @@ def test_flags_sn_and_time_fallbacks() -> None:
     out = Hl7v2Parser().feed(enc.mllp(msg))
     hr, rr = out
     assert hr.value == 130 and {Quality.DEVICE_ALARM, Quality.QUESTIONABLE} <= hr.flags
-    assert (
-        rr.measured_at == WHEN and ("unit_assumed", True) in rr.extra and ("equipment", "MON-1") in rr.extra
-    )
+    assert rr.measured_at == WHEN and ("unit_assumed", True) in rr.extra and ("equipment", "MON-1") in rr.extra
 
 
 def test_garbage_truncated_and_non_oru() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -13,8 +15,29 @@ EXAMPLE = (
     b"05/14/25 09:12:03 SN=0000012345 SPO2=096% BPM=081 PI=02.40% SPCO=--.-% SPMET=--.-% "
     b"DESAT=-- PIDELTA=+-- ALARM=0000 EXC=000800\r\n"
 )
-# Rad-8 layout captured in the pulseox-rad8 README (fields in another order, no SN, LF CR ending).
-RAD8 = b"11/04/19 21:12:53 SN=---------- SPO2=097% BPM=064 PI=04.50% SPCO=--.-% SPMET=--.-% DESAT=-- PIDELTA=+-- PVI=--- ALARM=0000 EXC=000000\n\r"
+# Real Rad-8 output captured with `cat /dev/ttyUSB0` (yahnatan/pulseox README, "pulseox-rad8" in
+# reference/protocols.md): five consecutive lines, CR LF line ends.
+RAD8_CAPTURE = b"".join(
+    line + b"\r\n"
+    for line in (
+        b"02/22/16 22:47:45 SN=0000056661 SPO2=098% BPM=097 PI=03.60% SPCO=--.-% SPMET=--.-% DESAT=-- PIDELTA=+-- "
+        b"ALARM=0000 EXC=000800",
+        b"02/22/16 22:47:46 SN=0000056661 SPO2=098% BPM=096 PI=03.95% SPCO=--.-% SPMET=--.-% DESAT=-- PIDELTA=+-- "
+        b"ALARM=0000 EXC=000800",
+        b"02/22/16 22:47:47 SN=0000056661 SPO2=098% BPM=096 PI=04.25% SPCO=--.-% SPMET=--.-% DESAT=-- PIDELTA=+-- "
+        b"ALARM=0000 EXC=000800",
+        b"02/22/16 22:47:48 SN=0000056661 SPO2=098% BPM=096 PI=03.19% SPCO=--.-% SPMET=--.-% DESAT=-- PIDELTA=+-- "
+        b"ALARM=0000 EXC=000800",
+        b"02/22/16 22:47:49 SN=0000056661 SPO2=098% BPM=097 PI=02.41% SPCO=--.-% SPMET=--.-% DESAT=-- PIDELTA=+-- "
+        b"ALARM=0000 EXC=000800",
+    )
+)
+# Constructed (not captured): LF CR ending (MDPnP's comment says "line-feed, carriage-return"), a
+# dashed serial number and an extra PVI field, to check label-based parsing.
+RAD8 = (
+    b"11/04/19 21:12:53 SN=---------- SPO2=097% BPM=064 PI=04.50% SPCO=--.-% SPMET=--.-% DESAT=-- "
+    b"PIDELTA=+-- PVI=--- ALARM=0000 EXC=000000\n\r"
+)
 
 
 def values(measurements):  # type: ignore[no-untyped-def]
@@ -32,6 +55,16 @@ def test_reference_example() -> None:
     assert extra["exc"] == 0x800 and extra["alarm"] == 0 and extra["sn"] == "0000012345"
     assert not out[0].flags  # EXC 0x800 is normal SET mode, not an error
     assert p.stats.frames_ok == 1 and not p.stats.rejected
+
+
+def test_real_rad8_capture() -> None:
+    p = MasimoAsciiParser()
+    out = p.feed(RAD8_CAPTURE)
+    assert [m.value for m in out if m.vital == Vital.SPO2] == [98.0] * 5
+    assert [m.value for m in out if m.vital == Vital.HEART_RATE] == [97.0, 96.0, 96.0, 96.0, 97.0]
+    assert [m.value for m in out if m.vital == Vital.PERFUSION_INDEX] == [3.6, 3.95, 4.25, 3.19, 2.41]
+    assert dict(out[0].extra)["sn"] == "0000056661"
+    assert p.stats.frames_ok == 5 and not p.stats.rejected
 
 
 def test_lf_cr_line_end_and_dashed_serial() -> None:
@@ -115,7 +148,7 @@ def test_any_chunking_gives_the_same_output(stream: bytes, cuts: list[int]) -> N
     chunked_parser = MasimoAsciiParser()
     chunked = []
     points = sorted({c % (len(stream) + 1) for c in cuts} | {0, len(stream)})
-    for a, b in zip(points, points[1:], strict=False):
+    for a, b in itertools.pairwise(points):
         chunked += chunked_parser.feed(stream[a:b])
     bytewise_parser = MasimoAsciiParser()
     bytewise = [m for i in range(len(stream)) for m in bytewise_parser.feed(stream[i : i + 1])]

@@ -89,8 +89,7 @@ def test_serial_bytewise_on_long_valid_stream(name: str) -> None:
         stream = b"".join(enc.contec_packet(60 + i // 60, 97) for i in range(240))
     else:
         stream = b"".join(
-            enc.mllp(enc.hl7_oru([Obx("8867-4^HR^LN", str(60 + i), "/min")], control_id=f"M{i}"))
-            for i in range(5)
+            enc.mllp(enc.hl7_oru([Obx("8867-4^HR^LN", str(60 + i), "/min")], control_id=f"M{i}")) for i in range(5)
         )
     whole = create_parser(name).feed(stream)
     p = create_parser(name)
@@ -131,9 +130,7 @@ def test_blood_pressure_round_trip(
 
 
 @settings(max_examples=100, deadline=None)
-@given(
-    tenths=st.integers(340, 420), f=st.booleans(), when=when_st, kind=st.one_of(st.none(), st.integers(0, 12))
-)
+@given(tenths=st.integers(340, 420), f=st.booleans(), when=when_st, kind=st.one_of(st.none(), st.integers(0, 12)))
 def test_temperature_round_trip(tenths: int, f: bool, when: datetime | None, kind: int | None) -> None:
     c = tenths / 10
     value = c * 9 / 5 + 32 if f else c
@@ -170,9 +167,7 @@ def test_weight_round_trip(counts: int, when: datetime | None) -> None:
 
 
 @settings(max_examples=100, deadline=None)
-@given(
-    mg=st.integers(20, 600), seq=st.integers(0, 65535), offset=st.one_of(st.none(), st.integers(-600, 600))
-)
+@given(mg=st.integers(20, 600), seq=st.integers(0, 65535), offset=st.one_of(st.none(), st.integers(-600, 600)))
 def test_glucose_round_trip(mg: int, seq: int, offset: int | None) -> None:
     base = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)
     (m,) = create_parser("ble-glucose").feed(
@@ -204,9 +199,7 @@ def test_contec_round_trip(pr: int, spo2: int) -> None:
 )
 def test_hl7_round_trip(hr: int, temp: int, when: datetime) -> None:
     when = when.replace(microsecond=0)
-    msg = enc.hl7_oru(
-        [Obx("8867-4^HR^LN", str(hr), "/min"), Obx("8310-5^T^LN", f"{temp / 10:.1f}", "Cel")], when=when
-    )
+    msg = enc.hl7_oru([Obx("8867-4^HR^LN", str(hr), "/min"), Obx("8310-5^T^LN", f"{temp / 10:.1f}", "Cel")], when=when)
     out = create_parser("hl7v2").feed(enc.mllp(msg))
     assert [(m.vital, m.value, m.measured_at) for m in out] == [
         (Vital.HEART_RATE, hr, when),

@@ -16,8 +16,9 @@ from edge_agent.events import AlertChanged, EventHub, ReadingsStored
 
 
 def run_agent(tmp_path: Path, devices: tuple[DeviceConfig, ...], until, timeout: float = 40.0):  # type: ignore[no-untyped-def]
-    config = AgentConfig(version=1, gateway=GatewayConfig(id="gw-e2e", province="test", state_dir=tmp_path / "state"),
-                         devices=devices)
+    config = AgentConfig(
+        version=1, gateway=GatewayConfig(id="gw-e2e", province="test", state_dir=tmp_path / "state"), devices=devices
+    )
     events = EventHub()
     readings: list[Reading] = []
     alerts: list[Alert] = []

@@ -114,8 +114,9 @@ def test_sigterm_during_ingest_leaves_a_consistent_database(tmp_path: Path) -> N
 def test_status_command_reads_the_snapshot(tmp_path: Path) -> None:
     config_path = write_config(tmp_path, devices=1)
     run_until_sigterm(config_path, at_least=10)
-    proc = subprocess.run([*AGENT, "status", "--config", str(config_path), "--json"], capture_output=True, text=True,
-                          timeout=60)
+    proc = subprocess.run(
+        [*AGENT, "status", "--config", str(config_path), "--json"], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0, proc.stderr
     status = json.loads(proc.stdout)
     assert status["running"] is False
@@ -128,8 +129,13 @@ def test_status_command_reads_the_snapshot(tmp_path: Path) -> None:
 
 def test_demo_runs_and_ends_with_the_json_summary(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.run([*AGENT, "demo", "--seconds", "4", "--state-dir", str(tmp_path / "demo")],
-                          capture_output=True, text=True, timeout=60, env=env)
+    proc = subprocess.run(
+        [*AGENT, "demo", "--seconds", "4", "--state-dir", str(tmp_path / "demo")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
     summary = json.loads(lines[-1])
@@ -139,8 +145,13 @@ def test_demo_runs_and_ends_with_the_json_summary(tmp_path: Path) -> None:
     assert summary["pending"] == summary["readings_stored"]  # offline: nothing synced
     assert any("SpO2" in line for line in lines)
     # --state-dir is reused as it is, like a gateway after a restart.
-    again = subprocess.run([*AGENT, "demo", "--seconds", "3", "--state-dir", str(tmp_path / "demo")],
-                           capture_output=True, text=True, timeout=60, env=env)
+    again = subprocess.run(
+        [*AGENT, "demo", "--seconds", "3", "--state-dir", str(tmp_path / "demo")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout.strip().splitlines()[-1])["pending"] > summary["pending"]
 

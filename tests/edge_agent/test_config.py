@@ -50,13 +50,13 @@ def test_good_config_resolves_relative_state_dir(tmp_path: Path) -> None:
     ("edit", "key"),
     [
         (lambda t: t.replace('id = "gw-0001"\n', ""), "gateway.id"),
-        (lambda t: t.replace('province = "ha-giang"', 'province = 7'), "gateway.province"),
+        (lambda t: t.replace('province = "ha-giang"', "province = 7"), "gateway.province"),
         (lambda t: t.replace('format = "masimo-ascii"', 'format = "nope"'), "devices[0].format"),
         (lambda t: t.replace('transport = "serial"', 'transport = "carrier-pigeon"'), "devices[0].transport"),
         (lambda t: t.replace('port = "/dev/ttyUSB0"\n', ""), "devices[0].port"),
         (lambda t: t + "[store]\nquota_mb = -5\n", "store.quota_mb"),
         (lambda t: t + "[store]\nretention_dayz = 3\n", "store.retention_dayz"),
-        (lambda t: t + "[alerts]\nspo2_low = \"ninety\"\n", "alerts.spo2_low"),
+        (lambda t: t + '[alerts]\nspo2_low = "ninety"\n', "alerts.spo2_low"),
         (lambda t: t.replace("version = 1", "version = 9"), "version"),
         (lambda t: t.replace("version = 1", ""), "version"),
         (lambda t: "colour = 'blue'\n" + t, "colour"),
@@ -87,7 +87,10 @@ def test_not_toml_and_missing_file(tmp_path: Path) -> None:
 def test_cli_exits_2_naming_the_key(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD.replace('format = "masimo-ascii"', 'format = "nope"'))
     proc = subprocess.run(
-        [sys.executable, "-m", "edge_agent.cli", "run", "--config", str(path)], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "edge_agent.cli", "run", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 2
     assert "devices[0].format" in proc.stderr

@@ -23,7 +23,9 @@ async def wait_for(cond: Callable[[], bool], timeout: float = 10.0) -> None:
         await asyncio.sleep(0.02)
 
 
-def make_session(port: Path, silent_after_s: float = 30.0) -> tuple[SerialSession, list[Measurement], list[DeviceState]]:
+def make_session(
+    port: Path, silent_after_s: float = 30.0
+) -> tuple[SerialSession, list[Measurement], list[DeviceState]]:
     got: list[Measurement] = []
     states: list[DeviceState] = []
 
@@ -33,7 +35,9 @@ def make_session(port: Path, silent_after_s: float = 30.0) -> tuple[SerialSessio
     def on_state(status: DeviceStatus) -> None:
         states.append(status.state)
 
-    cfg = DeviceConfig(id="ox-1", format="masimo-ascii", transport="serial", port=str(port), silent_after_s=silent_after_s)
+    cfg = DeviceConfig(
+        id="ox-1", format="masimo-ascii", transport="serial", port=str(port), silent_after_s=silent_after_s
+    )
     return SerialSession(cfg, sink, on_state, backoff=Backoff(base=0.05, cap=0.2)), got, states
 
 
@@ -129,8 +133,13 @@ def test_ble_session_replays_and_reconnects() -> None:
         cfg = DeviceConfig(id="cuff", format="ble-blood-pressure", transport="ble", address="replay:bp_cuff.json")
         # then="disconnect": the cuff drops after its capture, as a cuff does after a measurement.
         link = BleDeviceLink.replay("bp_cuff.json", "ble-blood-pressure", speed=50.0, then="disconnect")
-        session = BleSession(cfg, lambda d, ms, at: got.extend(ms), lambda s: states.append(s.state), link=link,
-                             backoff=Backoff(base=0.01, cap=0.05))
+        session = BleSession(
+            cfg,
+            lambda d, ms, at: got.extend(ms),
+            lambda s: states.append(s.state),
+            link=link,
+            backoff=Backoff(base=0.01, cap=0.05),
+        )
         task = asyncio.create_task(session.run())
         try:
             await wait_for(lambda: session.status.reconnects >= 1 and link.connections >= 2)

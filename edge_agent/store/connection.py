@@ -1,0 +1,89 @@
+"""SQLite connections and SQLite error classification: the writer's connection (WAL,
+``synchronous``, ``secure_delete``), the read-only query connection, disk-full and corruption
+tests on ``sqlite3.Error``, and the files' size on disk."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+from pathlib import Path
+
+from edge_agent.store.errors import StoreCorruptError, StoreError
+
+_FULL_CODES = {13}  # SQLITE_FULL
+
+
+def is_full(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None and (code & 0xFF) in _FULL_CODES:
+        return True
+    if code is not None and (code & 0xFF) == 10:  # SQLITE_IOERR_*: ENOSPC surfaces here on some paths
+        return True
+    msg = str(exc).lower()
+    return "full" in msg or "disk i/o error" in msg
+
+
+def is_corrupt(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None and (code & 0xFF) in (11, 26):  # SQLITE_CORRUPT, SQLITE_NOTADB
+        return True
+    msg = str(exc).lower()
+    return "malformed" in msg or "not a database" in msg
+
+
+def open_error(path: Path, exc: sqlite3.Error) -> StoreError:
+    """The error to raise when opening fails on ``exc``: corrupt (operator must act) or not."""
+    if is_corrupt(exc):
+        return StoreCorruptError(str(path), [str(exc)])
+    return StoreError(f"{path}: cannot open the buffer: {exc}")
+
+
+def connect_writer(path: Path, *, page_size: int, synchronous: str) -> sqlite3.Connection:
+    """The write connection: WAL, ``synchronous`` (FULL: the WAL is fsynced at every commit),
+    ``secure_delete=FAST``; ``page_size`` applies to a new database only."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+    try:
+        if conn.execute("PRAGMA page_count").fetchone()[0] == 0:
+            conn.execute(f"PRAGMA page_size = {int(page_size)}")
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise StoreError(f"{path}: cannot enable WAL mode (got {mode})")
+        conn.execute(f"PRAGMA synchronous = {synchronous}")
+        conn.execute("PRAGMA secure_delete = FAST")
+        psize = conn.execute("PRAGMA page_size").fetchone()[0]
+        conn.execute(f"PRAGMA wal_autocheckpoint = {max(256, (2 * 1024 * 1024) // psize)}")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def connect_reader(path: Path) -> sqlite3.Connection:
+    """The query connection (read-only; WAL lets it read while the writer commits)."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+    conn.execute("PRAGMA query_only = ON")
+    return conn
+
+
+def db_has_keys(path: Path) -> bool:
+    """True when ``path`` is a database that already holds data keys (opened read-only)."""
+    if not path.exists():
+        return False
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            return bool(conn.execute("SELECT EXISTS (SELECT 1 FROM data_keys)").fetchone()[0])
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return False
+
+
+def files_size(path: Path) -> int:
+    """Bytes of the database, its WAL and its shared-memory file."""
+    size = 0
+    for suffix in ("", "-wal", "-shm"):
+        with contextlib.suppress(OSError):
+            size += os.stat(f"{path}{suffix}").st_size
+    return size

@@ -1,0 +1,180 @@
+"""Storing readings (the group-commit writer's ``commit_batch``, writer thread): apply the space
+policy, seal, insert in one transaction with the drop counts, index the tail when due, and
+only after COMMIT count the readings as stored. A full disk degrades (purge synced history,
+then continuous streams, then everything) and never kills the writer."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+from collections import Counter
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+
+from device_drivers.records import Reading
+from edge_agent.store import policy
+from edge_agent.store.connection import is_corrupt, is_full
+from edge_agent.store.envelope import NONCE_LEN
+from edge_agent.store.errors import StoreCorruptError
+from edge_agent.store.indexes import DeferredIndex
+from edge_agent.store.keys import KeyManager
+from edge_agent.store.rows import INSERT_READING, INSERT_READING_OR_IGNORE, Row, seal_readings
+from edge_agent.store.space import SpaceManager
+from edge_agent.store.state import BufferState
+
+log = logging.getLogger(__name__)
+
+
+class ReadingIngest:
+    def __init__(
+        self,
+        w: sqlite3.Connection,
+        *,
+        path: Path,
+        gateway_id: str,
+        keys: KeyManager,
+        space: SpaceManager,
+        index: DeferredIndex,
+        state: BufferState,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._w = w
+        self._path = path
+        self._gateway_id = gateway_id
+        self._keys = keys
+        self._space = space
+        self._index = index
+        self._state = state
+        self._clock = clock
+        self._last_kept: dict[tuple[str, str], int] = {}  # downsampling: (device, vital) -> µs kept
+
+    def count_overflow(self, readings: Sequence[Reading]) -> None:
+        """The writer's FIFO was full: these readings are dropped and counted (queue_full)."""
+        self._state.count_unrecorded((r, "queue_full") for r in readings)
+        log.warning("event=store_queue_full dropped=%d", len(readings))
+
+    def _seal(self, readings: Sequence[Reading], key_id: int) -> list[Row]:
+        keys = self._keys
+        return seal_readings(
+            readings,
+            gateway_id=self._gateway_id,
+            key_id=key_id,
+            cipher=keys.cipher,
+            encrypt=keys.sealer.aead(key_id, keys.cipher).encrypt,
+            pidx=keys.pidx,
+            nonces=os.urandom(NONCE_LEN * len(readings)),  # one random draw per batch
+        )
+
+    def commit_batch(self, batch: list[Reading]) -> list[bool]:
+        """Store what the space policy allows of ``batch``; one flag per reading (True: committed)."""
+        self._keys.maybe_rotate(self._w)
+        level = self._space.level_before_batch(len(batch))
+        key_id = self._keys.current_id
+        saved_kept = dict(self._last_kept)
+        plan = policy.plan_batch(batch, level, self._last_kept, self._space.policy.downsample_s)
+        sealed = dict(zip(plan.keep, self._seal([batch[i] for i in plan.keep], key_id), strict=True))
+        drops: list[tuple[int, str]] = [(i, plan.reason) for i in plan.drop]
+        keep = list(plan.keep)
+        hit_full = False
+        purged = False
+        for _attempt in range(4):
+            try:
+                stored, dup = self._write(batch, [sealed[i] for i in keep], keep, drops)
+                break
+            except sqlite3.Error as exc:
+                self._last_kept = saved_kept
+                if not is_full(exc):
+                    if is_corrupt(exc):
+                        raise StoreCorruptError(str(self._path), [str(exc)]) from exc
+                    raise
+                hit_full = True
+                spot, cont = policy.spot_only(batch, keep)
+                if not purged:  # first make room from history the hub already has
+                    purged = True
+                    if self._space.purge_synced(limit=max(1000, 4 * len(batch))):
+                        continue
+                if cont:  # then continuous streams go, before any spot check
+                    keep = spot
+                    drops += [(i, "disk_full") for i in cont]
+                else:
+                    drops += [(i, "disk_full") for i in keep]
+                    keep = []
+        else:
+            # even the drop counts could not be written: keep them in memory, persist later
+            stored, dup = [], []
+            self._state.count_unrecorded((batch[i], reason) for i, reason in drops)
+            log.warning("event=store_drops_unrecorded dropped=%d reason=disk_full", len(drops))
+            drops = []
+        self._state.space_seen(level, hit_full)
+        if self._state.short_of_space or hit_full:
+            self._space.checkpoint()  # short of space: keep the WAL from holding a second copy
+        if hit_full or drops:
+            log.warning(
+                "event=store_drops level=%s stored=%d dropped=%d disk_full=%s",
+                self._state.level.name.lower(),
+                len(stored),
+                len(drops) + len(dup),
+                hit_full,
+            )
+        flags = [False] * len(batch)
+        for i in stored:
+            flags[i] = True
+        return flags
+
+    def _write(
+        self, batch: list[Reading], rows: list[Row], keep: list[int], drops: list[tuple[int, str]]
+    ) -> tuple[list[int], list[int]]:
+        """One transaction: insert ``rows``, count ``drops``, index the tail when due.
+
+        Returns (indexes stored, indexes dropped as duplicates). Counters change only after COMMIT.
+        """
+        w = self._w
+        state = self._state
+        overflow, overflow_max = state.take_unrecorded()
+        dup: list[int] = []
+        stored = list(keep)
+        w.execute("BEGIN IMMEDIATE")
+        try:
+            try:
+                w.executemany(INSERT_READING, rows)
+            except sqlite3.IntegrityError:
+                # a seq already in the buffer: start over row by row, store the others, count the duplicates
+                w.execute("ROLLBACK")
+                w.execute("BEGIN IMMEDIATE")
+                stored, dup = [], []
+                for i, row in zip(keep, rows, strict=True):
+                    cur = w.execute(INSERT_READING_OR_IGNORE, row)
+                    (stored if cur.rowcount == 1 else dup).append(i)
+            counts: Counter[tuple[str, str]] = Counter()
+            for i, reason in drops:
+                counts[(str(batch[i].vital), reason)] += 1
+            for i in dup:
+                counts[(str(batch[i].vital), "duplicate")] += 1
+            counts.update(overflow)
+            if counts:
+                w.executemany(
+                    "INSERT INTO drop_counts (vital, reason, count) VALUES (?, ?, ?) "
+                    "ON CONFLICT (vital, reason) DO UPDATE SET count = count + excluded.count",
+                    [(v, reason, n) for (v, reason), n in counts.items()],
+                )
+            max_seq = max(
+                [state.last_seq, overflow_max, *(batch[i].seq for i, _ in drops), *(batch[i].seq for i in dup)]
+            )
+            if counts and max_seq > state.persisted_max_seq:
+                w.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('max_seq', ?)", (str(max_seq),))
+            row_of = dict(zip(keep, rows, strict=True))
+            late = [row_of[i] for i in stored if batch[i].seq <= self._index.indexed_upto]
+            if late:
+                self._index.index_rows(late)
+            new_upto = self._index.tail_if_due(max([state.last_seq, *(batch[i].seq for i in stored)]))
+            w.execute("COMMIT")
+        except BaseException:
+            if w.in_transaction:
+                w.execute("ROLLBACK")
+            raise
+        # committed: now the counters
+        state.readings_committed(counts, overflow, max_seq, [batch[i].seq for i in stored])
+        self._index.committed(new_upto)
+        return stored, dup
