@@ -29,6 +29,7 @@ def _setup_logging(level: str) -> None:
         format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
         stream=sys.stderr,
     )
+    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 # -- decode -----------------------------------------------------------------------------------
@@ -152,10 +153,13 @@ def cmd_status(args: argparse.Namespace) -> int:
             "a fresh buffer is in use. Recover what you can from the old file, then remove it."
         )
     scoring = status.get("scoring", {})
-    print(
-        f"scoring: {scoring.get('scorer', 'models')}, available={scoring.get('available')}"
-        + (f" error={scoring['error']}" if scoring.get("error") else "")
-    )
+    state = "available" if scoring.get("available") else f"UNAVAILABLE ({scoring.get('error') or 'unknown'})"
+    print(f"scoring: {state}; safety net {scoring.get('safety_net', '-')}; open alerts {scoring.get('open_alerts', 0)}"
+          + (" — DEVELOPMENT signing key trusted" if scoring.get("dev_key_trusted") else ""))
+    for model in scoring.get("models", []):
+        print(f"model {model['id']:<14} v{model['version']:<8} sha256 {model['sha256']}  {model['origin']}")
+    for rejected in scoring.get("rejected", []):
+        print(f"model REJECTED: {rejected}")
     for dev in status.get("devices", []):
         print(
             f"device {dev['id']:<14} {dev['format']:<20} {dev['state']:<12} {dev['measurements']} readings"

@@ -4,7 +4,6 @@ See docs/storage.md for the schema, what stays in clear and the key lifecycle.
 """
 
 from edge_agent.store.buffer import BufferStore
-from edge_agent.store.results import RetentionResult, StoreStats
 from edge_agent.store.envelope import Cipher, choose_cipher, cpu_has_aes
 from edge_agent.store.errors import (
     DecryptError,
@@ -16,6 +15,7 @@ from edge_agent.store.errors import (
     StoreFullError,
     TamperError,
 )
+from edge_agent.store.results import RetentionResult, StoreStats
 from edge_agent.store.writer import CommitResult
 
 __all__ = [

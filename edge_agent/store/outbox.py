@@ -57,7 +57,8 @@ class Outbox:
             return None
         row = self._reader.read(
             lambda r: r.execute(
-                "SELECT measured_us + received_delta_us FROM readings WHERE seq >= ? AND synced = 0 ORDER BY seq LIMIT 1",
+                "SELECT measured_us + received_delta_us FROM readings "
+                "WHERE seq >= ? AND synced = 0 ORDER BY seq LIMIT 1",
                 (low_wm,),
             ).fetchone()
         )

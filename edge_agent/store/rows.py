@@ -58,7 +58,19 @@ def seal_readings(
         p = None if pid is None else pidx(pid)
         nonce = nonces[n * NONCE_LEN : (n + 1) * NONCE_LEN]
         ad = reading_aad(gateway_id, seq, vital, mus, rus, r.device_id, p, key_id, c)
-        append((seq, mus, rus - mus, vital, r.device_id, p, key_id, c, nonce + encrypt(nonce, plaintext(r, gateway_id), ad)))
+        append(
+            (
+                seq,
+                mus,
+                rus - mus,
+                vital,
+                r.device_id,
+                p,
+                key_id,
+                c,
+                nonce + encrypt(nonce, plaintext(r, gateway_id), ad),
+            )
+        )
     return out
 
 
@@ -86,7 +98,9 @@ def open_reading(row: Sequence[Any], sealer: Sealer, gateway_id: str) -> Reading
     return codec.reading_from_row(seq, mus, rus, vital, device_id, plain, gateway_id)
 
 
-def alert_aad(gateway_id: str, alert_id: str, rev: int, updated_us: int, is_open: int, key_id: int, cipher: int) -> bytes:
+def alert_aad(
+    gateway_id: str, alert_id: str, rev: int, updated_us: int, is_open: int, key_id: int, cipher: int
+) -> bytes:
     return aad("alerts", gateway_id, alert_id, (rev, updated_us, is_open, key_id, cipher))
 
 

@@ -122,7 +122,7 @@ def migrate(conn: sqlite3.Connection, *, target: int = LATEST) -> list[int]:
                     "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
                 )
             step(db)
-            db["schema_migrations"].insert(
+            db.table("schema_migrations").insert(
                 {"version": version, "name": name, "applied_at": datetime.now(UTC).isoformat()}
             )
             conn.execute(f"PRAGMA user_version = {version}")
