@@ -45,6 +45,7 @@ from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any, Protocol
 
+from device_drivers.backoff import Backoff
 from device_drivers.base import Parser, TransportError
 from device_drivers.registry import FormatSpec, get_format
 
@@ -319,17 +320,6 @@ class ReplayBackend:
 # --- the link ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Exponential backoff with full jitter: sleep uniform(0, min(cap, base * 2**attempt))."""
-
-    base: float = 1.0
-    cap: float = 60.0
-
-    def delay(self, attempt: int, rng: random.Random) -> float:
-        return rng.uniform(0.0, min(self.cap, self.base * (2 ** min(attempt, 30))))
-
-
 _DISCONNECTED = object()
 
 
@@ -494,7 +484,7 @@ class BleDeviceLink:
 
     async def values_forever(
         self,
-        backoff: Backoff = Backoff(),
+        backoff: Backoff | None = None,
         *,
         rng: random.Random | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -516,7 +506,7 @@ class BleDeviceLink:
                 failures += 1
                 if max_attempts is not None and failures >= max_attempts:
                     raise
-                delay = backoff.delay(failures - 1, rng)
+                delay = (backoff or Backoff(base=1.0, cap=60.0)).delay(failures - 1, rng)
                 log.info("event=ble_reconnect device=%s in_s=%.1f reason=%s", self.backend.description, delay, exc)
                 await sleep(delay)
 

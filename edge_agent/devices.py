@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from device_drivers.backoff import Backoff
 from device_drivers.base import Parser, TransportError
 from device_drivers.ble import BleDeviceLink
 from device_drivers.records import Measurement, utcnow
 from device_drivers.registry import get_format
 from device_drivers.serial_transport import SerialLink
-from edge_agent.backoff import Backoff
 from edge_agent.config import DeviceConfig
 
 log = logging.getLogger(__name__)

@@ -8,9 +8,9 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
+from device_drivers.backoff import Backoff
 from device_drivers.records import Measurement
 from device_drivers.simulators import PtySimulator, create_simulator
-from edge_agent.backoff import Backoff
 from edge_agent.config import DeviceConfig
 from edge_agent.devices import DeviceState, DeviceStatus, SerialSession
 
