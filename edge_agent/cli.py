@@ -154,8 +154,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         )
     scoring = status.get("scoring", {})
     state = "available" if scoring.get("available") else f"UNAVAILABLE ({scoring.get('error') or 'unknown'})"
-    print(f"scoring: {state}; safety net {scoring.get('safety_net', '-')}; open alerts {scoring.get('open_alerts', 0)}"
-          + (" — DEVELOPMENT signing key trusted" if scoring.get("dev_key_trusted") else ""))
+    print(
+        f"scoring: {state}; safety net {scoring.get('safety_net', '-')}; open alerts {scoring.get('open_alerts', 0)}"
+        + (" — DEVELOPMENT signing key trusted" if scoring.get("dev_key_trusted") else "")
+    )
     for model in scoring.get("models", []):
         print(f"model {model['id']:<14} v{model['version']:<8} sha256 {model['sha256']}  {model['origin']}")
     for rejected in scoring.get("rejected", []):

@@ -16,16 +16,6 @@ from edge_agent.store import BufferStore
 GW = "gw-test-01"
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """pyproject declares ``slow`` as "select with -m slow": skip those unless -m names them."""
-    if "slow" in (config.getoption("markexpr") or ""):
-        return
-    skip = pytest.mark.skip(reason="slow: run with -m slow")
-    for item in items:
-        if "slow" in item.keywords:
-            item.add_marker(skip)
-
-
 T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 
 _UNITS = {Vital.SPO2: "%", Vital.HEART_RATE: "/min", Vital.BP_SYSTOLIC: "mm[Hg]", Vital.BODY_TEMP: "Cel"}
