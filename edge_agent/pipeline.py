@@ -150,6 +150,11 @@ class Pipeline:
             self.counters.alerts += 1
             self.events.publish(AlertChanged(alert))
 
+    @property
+    def inflight(self) -> int:
+        """Submitted batches not yet committed and processed."""
+        return len(self._inflight)
+
     async def drain(self) -> None:
         """Wait until every submitted reading is committed and processed."""
         while self._inflight:
