@@ -128,7 +128,7 @@ class Agent:
                 dev,
                 self.pipeline.submit,
                 self._device_state,
-                link=ble_link_for(dev),
+                link=ble_link_for(dev, self.config.gateway.tz),
                 records_path=self.config.state_dir / "devices" / f"{dev.id}.records.json",
             )
         if dev.transport == "simulated":

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from device_drivers.registry import FORMATS
 from edge_agent.alerts import AlertLevel
@@ -38,6 +39,13 @@ class GatewayConfig:
     province: str
     state_dir: Path
     station_name: str = ""
+    # The station's time zone (IANA name): BLE devices' clocks are set in it (Current Time) and
+    # read back in it, and the nurse's views show it. Storage and sync are always UTC.
+    timezone: str = "Asia/Ho_Chi_Minh"
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +178,17 @@ class _Section:
             raise ConfigError(self.key(unknown[0]), "unknown key (check spelling)")
 
 
+def _timezone(sec: _Section) -> str:
+    name = sec.string("timezone", "Asia/Ho_Chi_Minh")
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            sec.key("timezone"), f"unknown time zone {name!r} (an IANA name such as Asia/Ho_Chi_Minh)"
+        ) from None
+    return name
+
+
 def _parse_device(sec: _Section) -> DeviceConfig:
     dev_id = sec.string("id", pattern=_ID_RE)
     fmt = sec.string("format")
@@ -221,6 +240,7 @@ def parse_config(data: dict[str, Any], *, base_dir: Path, source: Path | None = 
             province=s.string("province", pattern=_ID_RE),
             state_dir=state_dir if state_dir.is_absolute() else base_dir / state_dir,
             station_name=s.string("station_name", ""),
+            timezone=_timezone(s),
         )
 
     gw = _section(root, "gateway", gateway)

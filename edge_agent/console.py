@@ -7,6 +7,7 @@ identifier beyond the subject key the nurse already sees on the device.
 from __future__ import annotations
 
 import sys
+from datetime import tzinfo
 from typing import TextIO
 
 from device_drivers.records import Vital
@@ -36,8 +37,9 @@ UNIT_TEXT = {"/min": "/phút", "Cel": "°C", "mm[Hg]": "mmHg", "%": "%", "kg": "
 
 
 class ConsoleView:
-    def __init__(self, out: TextIO | None = None, *, color: bool | None = None) -> None:
+    def __init__(self, out: TextIO | None = None, *, color: bool | None = None, tz: tzinfo | None = None) -> None:
         self.out = out or sys.stdout
+        self.tz = tz  # the station's time zone; None: the machine's local time
         self.color = self.out.isatty() if color is None else color
 
     def _paint(self, text: str, code: str) -> str:
@@ -46,7 +48,7 @@ class ConsoleView:
     def __call__(self, event: Event) -> None:
         if isinstance(event, ReadingsStored):
             for r in event.readings:
-                when = r.measured_at.astimezone().strftime("%H:%M:%S")
+                when = r.measured_at.astimezone(self.tz).strftime("%H:%M:%S")
                 value = f"{r.value:.{DECIMALS.get(r.vital, 0)}f}"
                 flags = f"  [{', '.join(sorted(r.flags - {'clock_unsynced'}))}]" if r.flags - {"clock_unsynced"} else ""
                 self._print(

@@ -48,7 +48,7 @@ def run_demo(*, seconds: float | None, state_dir: Path | None, port: int) -> int
     sd = Path(tempfile.mkdtemp(prefix="station-edge-demo-")) if state_dir is None else state_dir
     config = demo_config(sd)
     events = EventHub()
-    events.subscribe(ConsoleView())
+    events.subscribe(ConsoleView(tz=config.gateway.tz))
     agent = Agent(config, events=events)
     print("station-edge demo — trạm y tế mô phỏng / simulated health station", flush=True)
     print(f"  state dir : {sd}{' (fresh, removed at exit)' if fresh else ' (reused)'}")

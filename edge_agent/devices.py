@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 
 from device_drivers.backoff import Backoff
@@ -266,14 +266,14 @@ def _load_ints(path: Path) -> list[int]:
     return [int(x) for x in data if isinstance(x, int)] if isinstance(data, list) else []
 
 
-def ble_link_for(config: DeviceConfig) -> BleDeviceLink:
+def ble_link_for(config: DeviceConfig, device_tz: tzinfo = UTC) -> BleDeviceLink:
     """``address`` is a BLE address, ``replay:<capture.json>`` (a recorded or constructed capture,
     replayed once through the same code path bleak's callbacks use; the device then stays
     connected and idle), or empty to discover the first device advertising the format's service."""
     if config.address.startswith("replay:"):
         return BleDeviceLink.replay(
-            config.address.removeprefix("replay:"), config.format, speed=config.speed, then="idle"
+            config.address.removeprefix("replay:"), config.format, speed=config.speed, then="idle", device_tz=device_tz
         )
     if config.address:
-        return BleDeviceLink.from_address(config.address, config.format)
-    return BleDeviceLink.discover(config.format)
+        return BleDeviceLink.from_address(config.address, config.format, device_tz=device_tz)
+    return BleDeviceLink.discover(config.format, device_tz=device_tz)

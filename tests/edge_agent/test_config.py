@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -94,3 +95,13 @@ def test_cli_exits_2_naming_the_key(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert "devices[0].format" in proc.stderr
+
+
+def test_timezone_defaults_to_vietnam_and_is_validated(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, GOOD))
+    assert cfg.gateway.timezone == "Asia/Ho_Chi_Minh"
+    assert cfg.gateway.tz.utcoffset(datetime(2026, 11, 23)) == timedelta(hours=7)  # ICT, no DST
+    with pytest.raises(ConfigError, match=r"gateway\.timezone: unknown time zone"):
+        load_config(
+            write(tmp_path, GOOD.replace('province = "ha-giang"', 'province = "ha-giang"\ntimezone = "Mars/Olympus"'))
+        )
