@@ -167,3 +167,39 @@ def test_corrupt_buffer_is_quarantined_and_the_agent_keeps_alerting(tmp_path: Pa
     assert final["pipeline"]["stored"] >= 10
     with sqlite3.connect(state / "buffer.sqlite3") as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_systemd_notify_ready_watchdog_stopping(tmp_path: Path) -> None:
+    import socket
+
+    config_path = write_config(tmp_path, devices=1)
+    sock_path = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
+        server.bind(str(sock_path))
+        server.settimeout(0.2)
+        env = {**os.environ, "NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "400000"}  # ping every 0.2 s
+        proc = subprocess.Popen([*AGENT, "run", "--config", str(config_path)], env=env, stderr=subprocess.PIPE)
+        messages: list[str] = []
+        try:
+            end = time.monotonic() + 30
+            while time.monotonic() < end and sum(m == "WATCHDOG=1" for m in messages) < 3:
+                try:
+                    messages.append(server.recv(256).decode())
+                except TimeoutError:
+                    continue
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+            while True:
+                try:
+                    messages.append(server.recv(256).decode())
+                except TimeoutError:
+                    break
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            assert proc.stderr is not None
+            proc.stderr.close()
+    assert proc.returncode == 0
+    assert messages[0].startswith("READY=1\nSTATUS=1 devices")
+    assert messages.count("WATCHDOG=1") >= 3
+    assert messages[-1] == "STOPPING=1"
