@@ -137,7 +137,7 @@ class Agent:
             link = self.config.state_dir / "sim" / dev.id
             sim = create_simulator(dev.format, link=link, scenario=dev.scenario, speed=dev.speed).start()
             self._simulators.append(sim)
-            dev = DeviceConfig(**{**_fields(dev), "transport": "serial", "port": str(link)})
+            dev = dataclasses.replace(dev, transport="serial", port=str(link))
         return SerialSession(dev, self.pipeline.submit, self._device_state)
 
     def _device_state(self, status: DeviceStatus) -> None:
@@ -229,7 +229,7 @@ class Agent:
     def status(self) -> dict[str, object]:
         assert self.store is not None and self.pipeline is not None and self.scorer is not None
         stats = self.store.stats()
-        store: dict[str, object] = {**_fields(stats), "quarantined": self.quarantined}
+        store = {**dataclasses.asdict(stats), "quarantined": self.quarantined}
         return {
             "version": __version__,
             "gateway_id": self.config.gateway.id,
@@ -256,13 +256,7 @@ class Agent:
             log.warning("event=status_write_failed error=%r", exc)
 
 
-def _fields(dc: object) -> dict[str, Any]:
-    return {name: getattr(dc, name) for name in dc.__dataclass_fields__}  # type: ignore[attr-defined]
-
-
 def _jsonable(obj: object) -> object:
-    if hasattr(obj, "__dataclass_fields__"):
-        return {k: _jsonable(v) for k, v in _fields(obj).items()}
     if isinstance(obj, dict):
         return {str(k): _jsonable(v) for k, v in obj.items()}
     if isinstance(obj, datetime):
