@@ -106,6 +106,18 @@ def _sf(v: bytes | float) -> bytes:
     return v if isinstance(v, bytes) else sfloat(v)
 
 
+def _plx_status_tail(measurement_status: int | None, device_status: int | None, pai: bytes | float | None) -> bytes:
+    """The optional fields both PLX characteristics end with, in order (protocols.md §1.5-1.6)."""
+    out = b""
+    if measurement_status is not None:
+        out += measurement_status.to_bytes(2, "little")
+    if device_status is not None:
+        out += device_status.to_bytes(3, "little")
+    if pai is not None:
+        out += pai if isinstance(pai, bytes) else sfloat(pai, 1)
+    return out
+
+
 def plx_spot(
     spo2: bytes | float,
     pr: bytes | float,
@@ -122,13 +134,7 @@ def plx_spot(
     out = bytes([flags]) + _sf(spo2) + _sf(pr)
     if timestamp is not False:
         out += date_time(timestamp if isinstance(timestamp, datetime) else None)
-    if measurement_status is not None:
-        out += measurement_status.to_bytes(2, "little")
-    if device_status is not None:
-        out += device_status.to_bytes(3, "little")
-    if pai is not None:
-        out += pai if isinstance(pai, bytes) else sfloat(pai, 1)
-    return out
+    return out + _plx_status_tail(measurement_status, device_status, pai)
 
 
 def plx_continuous(
@@ -147,13 +153,7 @@ def plx_continuous(
     for pair in (fast, slow):
         if pair:
             out += _sf(pair[0]) + _sf(pair[1])
-    if measurement_status is not None:
-        out += measurement_status.to_bytes(2, "little")
-    if device_status is not None:
-        out += device_status.to_bytes(3, "little")
-    if pai is not None:
-        out += pai if isinstance(pai, bytes) else sfloat(pai, 1)
-    return out
+    return out + _plx_status_tail(measurement_status, device_status, pai)
 
 
 def heart_rate(
