@@ -114,7 +114,7 @@ class Agent:
                 cfg.db_path, gateway_id=cfg.gateway.id, keystore_path=cfg.keystore_path, config=cfg.store
             )
         except StoreCorruptError as exc:
-            moved = BufferStore.quarantine(cfg.db_path)
+            moved = BufferStore.quarantine(cfg.db_path, utcnow())
             self.quarantined = str(moved)
             log.error("event=store_corrupt action=quarantined_and_restarted moved_to=%s error=%r", moved, str(exc))
             return BufferStore.open(

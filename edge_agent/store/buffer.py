@@ -112,7 +112,7 @@ class BufferStore:
         reserve = EmergencyReserve(path.with_name(path.name + "-reserve"), emergency_reserve_bytes)
 
         keys = KeyManager(
-            open_keystore(Path(keystore_path), path),
+            open_keystore(Path(keystore_path), path, now=clock()),
             gateway_id=gateway_id,
             cipher=chosen,
             rotation=timedelta(days=key_rotation_days),
@@ -300,7 +300,7 @@ class BufferStore:
         log.info("event=store_closed path=%s", self.path)
 
     @staticmethod
-    def quarantine(path: Path, now: datetime | None = None) -> Path:
+    def quarantine(path: Path, now: datetime) -> Path:
         """Move a database that failed its integrity check (and its WAL and shared-memory files)
         aside as ``<name>.corrupt-<UTC time>``, so a fresh store can start; returns the new path.
         The keystore is left alone: it still opens whatever can be recovered from the old file.

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 _PIDX_CACHE_MAX = 4096
 
 
-def open_keystore(keystore_path: Path, db_path: Path) -> Keystore:
+def open_keystore(keystore_path: Path, db_path: Path, *, now: datetime) -> Keystore:
     """Open (or create, 0600) the keystore; refuse to create a new one next to a database that
     holds data sealed with the keys of a lost one."""
     if not keystore_path.exists() and db_has_keys(db_path):
@@ -33,7 +33,7 @@ def open_keystore(keystore_path: Path, db_path: Path) -> Keystore:
             "keystore is missing but the database holds data sealed with its keys; restore the keystore "
             "(a new one would not open them)",
         )
-    return Keystore.open(keystore_path)
+    return Keystore.open(keystore_path, now=now)
 
 
 class KeyManager:

@@ -14,7 +14,7 @@ import json
 import os
 import stat
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from edge_agent.store.envelope import KEY_LEN, new_key
@@ -40,12 +40,13 @@ class Keystore:
     # --- loading ---------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, path: Path) -> Keystore:
-        """Load the keystore, or create it (mode 0600) when the file does not exist."""
+    def open(cls, path: Path, *, now: datetime) -> Keystore:
+        """Load the keystore, or create it (mode 0600) when the file does not exist; ``now`` (from the
+        store's injected clock) stamps a newly created first key."""
         try:
             st = path.stat()
         except FileNotFoundError:
-            ks = cls(path=path, index_key=new_key(), current_id=1, keys={1: _KeyEntry(new_key(), _now())})
+            ks = cls(path=path, index_key=new_key(), current_id=1, keys={1: _KeyEntry(new_key(), now)})
             ks._write(create=True)
             return ks
         except OSError as exc:
@@ -96,7 +97,7 @@ class Keystore:
     def key_bytes(self) -> dict[int, bytes]:
         return {kid: e.key for kid, e in self.keys.items()}
 
-    def rotate(self, now: datetime | None = None) -> int:
+    def rotate(self, now: datetime) -> int:
         """Add a new data key and make it current; returns its id.
 
         The file is written (and fsynced) before the key becomes current in memory, so no record
@@ -104,18 +105,18 @@ class Keystore:
         """
         new_id = max([*self.keys, *self.destroyed]) + 1
         keys = dict(self.keys)
-        keys[new_id] = _KeyEntry(new_key(), now or _now())
+        keys[new_id] = _KeyEntry(new_key(), now)
         self._write(keys=keys, current=new_id)
         self.keys, self.current_id = keys, new_id
         return new_id
 
-    def destroy(self, key_ids: list[int], now: datetime | None = None) -> list[int]:
+    def destroy(self, key_ids: list[int], now: datetime) -> list[int]:
         """Remove old (non-current) keys' bytes for good; returns the ids destroyed."""
         gone = [k for k in key_ids if k in self.keys and k != self.current_id]
         if not gone:
             return []
         keys = {k: e for k, e in self.keys.items() if k not in gone}
-        destroyed = dict(self.destroyed) | {k: now or _now() for k in gone}
+        destroyed = dict(self.destroyed) | {k: now for k in gone}
         self._write(keys=keys, destroyed=destroyed)
         self.keys, self.destroyed = keys, destroyed
         return gone
@@ -161,7 +162,3 @@ class Keystore:
                 os.close(dfd)
         except OSError as exc:
             raise KeystoreError(str(self.path), f"cannot write keystore: {exc.strerror}") from exc
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)

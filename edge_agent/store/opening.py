@@ -10,7 +10,7 @@ import sqlite3
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from edge_agent.store import codec
@@ -70,7 +70,7 @@ def _setup(
     max_db_bytes: int | None,
     clock: Callable[[], datetime],
 ) -> Opened:
-    migrate(w)
+    migrate(w, now=clock())
     meta = dict(w.execute("SELECT key, value FROM meta").fetchall())
     page_size = int(w.execute("PRAGMA page_size").fetchone()[0])
     if max_db_bytes is not None:
@@ -139,9 +139,9 @@ def finish(w: sqlite3.Connection, index: DeferredIndex, state: BufferState) -> N
         log.warning("event=store_close_incomplete error=%s", exc)
 
 
-def quarantine(path: Path, now: datetime | None = None) -> Path:
+def quarantine(path: Path, now: datetime) -> Path:
     """Move a database (and its WAL and shared-memory files) aside as ``<name>.corrupt-<UTC time>``."""
-    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    stamp = now.strftime("%Y%m%dT%H%M%SZ")
     target = path.with_name(f"{path.name}.corrupt-{stamp}")
     for suffix in ("-wal", "-shm", ""):
         src = Path(f"{path}{suffix}")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 
 import sqlite_utils
 
@@ -101,7 +101,7 @@ def current_version(conn: sqlite3.Connection) -> int:
     return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
 
-def migrate(conn: sqlite3.Connection, *, target: int = LATEST) -> list[int]:
+def migrate(conn: sqlite3.Connection, *, now: datetime, target: int = LATEST) -> list[int]:
     """Apply every migration above the database's version up to ``target``; returns the versions applied.
 
     ``conn`` must be in autocommit mode (``isolation_level=None``); each step is one transaction.
@@ -123,7 +123,7 @@ def migrate(conn: sqlite3.Connection, *, target: int = LATEST) -> list[int]:
                 )
             step(db)
             db.table("schema_migrations").insert(
-                {"version": version, "name": name, "applied_at": datetime.now(UTC).isoformat()}
+                {"version": version, "name": name, "applied_at": now.isoformat()}
             )
             conn.execute(f"PRAGMA user_version = {version}")
             conn.execute("COMMIT")

@@ -30,7 +30,7 @@ def test_upgrade_from_every_earlier_version(open_store: OpenStore, tmp_path: Pat
     old = tmp_path / f"v{version}.sqlite3"
     conn = sqlite3.connect(old, isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")
-    assert migrate(conn, target=version) == list(range(1, version + 1))
+    assert migrate(conn, now=T0, target=version) == list(range(1, version + 1))
     # copy the rows that existed at that version (the sealed format is the same)
     conn.execute("ATTACH ? AS ref", (str(ref),))
     present = {t for v, names in TABLES_BY_VERSION.items() if v <= version for t in names}
@@ -77,9 +77,9 @@ def test_newer_schema_is_refused(open_store: OpenStore, tmp_path: Path) -> None:
 
 def test_failed_migration_rolls_back(tmp_path: Path) -> None:
     conn = sqlite3.connect(tmp_path / "x.sqlite3", isolation_level=None)
-    migrate(conn, target=1)
+    migrate(conn, now=T0, target=1)
     conn.execute("CREATE TABLE alerts (x)")  # in the way of migration 2
     with pytest.raises(SchemaError, match="version 2"):
-        migrate(conn)
+        migrate(conn, now=T0)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
     assert conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone()[0] == 1

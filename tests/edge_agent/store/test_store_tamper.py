@@ -7,6 +7,7 @@ import logging
 import os
 import shutil
 import sqlite3
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -178,7 +179,8 @@ def test_corrupt_file_after_crash_is_refused_then_quarantined(open_store: OpenSt
     s.path.write_bytes(bytes(raw))
     with pytest.raises(StoreCorruptError):
         open_store()
-    moved = BufferStore.quarantine(s.path)
+    moved = BufferStore.quarantine(s.path, datetime(2031, 2, 3, 4, 5, 6, tzinfo=UTC))
+    assert moved.name.endswith(".corrupt-20310203T040506Z")
     assert moved.exists() and not s.path.exists()
     fresh = open_store()
     assert fresh.last_seq == 0 and fresh.stats().stored_total == 0

@@ -166,12 +166,16 @@ def test_plan_downsamples_streams_keeps_spot_checks() -> None:
 
 def test_keystore_create_rotate_destroy_persist(tmp_path: Path) -> None:
     p = tmp_path / "ks.json"
-    ks = Keystore.open(p)
+    t0 = datetime(2031, 5, 6, 7, 8, 9, tzinfo=UTC)
+    ks = Keystore.open(p, now=t0)
     assert p.stat().st_mode & 0o777 == 0o600 and ks.current_id == 1
+    assert ks.current_key_created == t0  # stamped by the caller's clock, never the wall clock
     k1 = ks.keys[1].key
-    assert ks.rotate() == 2 and ks.destroy([2]) == []  # the current key cannot be destroyed
-    assert ks.destroy([1]) == [1]
-    again = Keystore.open(p)
+    t1 = t0 + timedelta(days=1)
+    assert ks.rotate(t1) == 2 and ks.destroy([2], t1) == []  # the current key cannot be destroyed
+    assert ks.destroy([1], t1) == [1]
+    again = Keystore.open(p, now=t1)
+    assert again.keys[2].created == t1 and again.destroyed[1] == t1
     assert set(again.keys) == {2} and 1 in again.destroyed and again.index_key == ks.index_key
     assert k1.hex() not in p.read_text() and p.stat().st_mode & 0o777 == 0o600
 
@@ -182,7 +186,7 @@ def test_keystore_malformed(tmp_path: Path) -> None:
     os.write(fd, b"{not json")
     os.close(fd)
     with pytest.raises(KeystoreError, match="malformed"):
-        Keystore.open(p)
+        Keystore.open(p, now=datetime(2030, 1, 1, tzinfo=UTC))
 
 
 # --- writer queue --------------------------------------------------------------------------------
