@@ -1,6 +1,8 @@
 """``edge-agent``: the gateway's command line (DESIGN §4).
 
-Exit codes: 0 ok, 1 runtime failure, 2 usage or input error.
+Exit codes (edge_agent.errors): 0 ok, 1 runtime failure worth retrying, 2 usage or input error
+(bad arguments, bad config), 78 an operator must act (unusable state dir, bad keystore). systemd
+restarts on 1 and not on 2 or 78 (``RestartPreventExitStatus=2 78``).
 """
 
 from __future__ import annotations
@@ -12,15 +14,16 @@ import json
 import logging
 import os
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from device_drivers.base import DriverError
 from device_drivers.registry import FORMATS, create_parser
 from edge_agent import __version__
 from edge_agent.config import ConfigError, load_config
-
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+from edge_agent.errors import EXIT_FAILURE, EXIT_OK, EXIT_OPERATOR, EXIT_USAGE, OperatorActionRequired
 
 
 def _setup_logging(level: str) -> None:
@@ -60,7 +63,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
     count = 0
     for chunk in chunks:
         for m in parser.feed(chunk):
-            print(json.dumps(m.to_json(), ensure_ascii=False))
+            print(json.dumps(m.to_json(), ensure_ascii=False), flush=True)
             count += 1
     rejected = dict(parser.stats.rejected)
     if count == 0:
@@ -88,27 +91,40 @@ def cmd_run(args: argparse.Namespace) -> int:
         install_signal_handlers(stop)
         await Agent(config).run(stop)
 
+    logger = logging.getLogger("edge_agent")
     try:
         asyncio.run(main())
+    except OperatorActionRequired as exc:
+        # Restarting cannot help: one line saying what to fix, and an exit code systemd does not restart.
+        logger.error("event=agent_failed action=operator_must_act exit=%d error=%r", EXIT_OPERATOR, str(exc))
+        print(f"edge-agent: cannot start: {exc}", file=sys.stderr)
+        return EXIT_OPERATOR
     except Exception as exc:
-        logging.getLogger("edge_agent").exception("event=agent_failed error=%r", exc)
+        logger.exception("event=agent_failed action=retry exit=%d error=%r", EXIT_FAILURE, exc)
         return EXIT_FAILURE
     return EXIT_OK
 
 
 # -- status -----------------------------------------------------------------------------------
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+STATUS_READ_TRIES = 3  # status.json may be caught mid-rewrite when it is overwritten in place (disk full)
+
+
+def _load_status(path: Path) -> dict[str, object]:
+    from edge_agent.state_files import read_status
+
+    for attempt in range(STATUS_READ_TRIES):
+        try:
+            return read_status(path)
+        except (ValueError, UnicodeDecodeError):
+            if attempt == STATUS_READ_TRIES - 1:
+                raise
+            time.sleep(0.2)
+    raise AssertionError("unreachable")
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     from edge_agent.agent import PID_FILE, STATUS_FILE
+    from edge_agent.state_files import PidFileError, process_alive, read_pid
 
     try:
         config = load_config(args.config)
@@ -117,26 +133,64 @@ def cmd_status(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     path = config.state_dir / STATUS_FILE
     try:
-        status = json.loads(path.read_text())
+        status = _load_status(path)
     except FileNotFoundError:
         print(f"edge-agent status: no status yet in {config.state_dir} (has the agent run?)", file=sys.stderr)
         return EXIT_FAILURE
-    except (OSError, ValueError) as exc:
-        print(f"edge-agent status: cannot read {path}: {exc}", file=sys.stderr)
+    except (ValueError, UnicodeDecodeError):
+        print(
+            f"edge-agent status: {path} is empty or garbled (the agent may be mid-write or the disk full); "
+            "try again in a few seconds",
+            file=sys.stderr,
+        )
         return EXIT_FAILURE
-    pid_path = config.state_dir / PID_FILE
-    running = pid_path.exists() and _alive(int(pid_path.read_text().strip() or 0))
-    written = datetime.fromisoformat(status["written_at"])
+    except OSError as exc:
+        print(f"edge-agent status: cannot read {path}: {exc.strerror}", file=sys.stderr)
+        return EXIT_FAILURE
+    pid_problem = ""
+    try:
+        pid = read_pid(config.state_dir / PID_FILE)
+    except PidFileError as exc:
+        pid, pid_problem = None, str(exc)
+    except OSError as exc:
+        pid, pid_problem = None, f"cannot read pid file: {exc.strerror}"
+    running = pid is not None and process_alive(pid)
     status["running"] = running
-    status["age_s"] = round((datetime.now(UTC) - written).total_seconds(), 1)
+    if pid_problem:
+        status["pid_file_problem"] = pid_problem
+    age = _status_age(status.get("written_at"))
+    status["age_s"] = age
     if args.json:
         print(json.dumps(status, indent=2))
         return EXIT_OK
+    try:
+        _print_status(status, running, age)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        print(f"edge-agent status: {path} is incomplete ({type(exc).__name__}: {exc}); see --json", file=sys.stderr)
+        return EXIT_FAILURE
+    if pid_problem:
+        print(f"WARNING: {pid_problem}; remove it if no agent is running")
+    return EXIT_OK
+
+
+def _status_age(written_at: object) -> float | None:
+    try:
+        written = datetime.fromisoformat(str(written_at))
+    except ValueError:
+        return None
+    if written.tzinfo is None:
+        return None
+    return round((datetime.now(UTC) - written).total_seconds(), 1)
+
+
+def _print_status(status: dict[str, Any], running: bool, age: float | None) -> None:
     store = status.get("store", {})
     print(
         f"gateway {status['gateway_id']} ({status['province']})  agent {'running' if running else 'NOT running'}, "
-        f"status written {status['age_s']} s ago"
+        f"status written {'?' if age is None else age} s ago"
     )
+    if store.get("disk_full"):
+        print("DISK FULL: new readings are being dropped (counted below); free space on the state dir's filesystem")
     print(
         f"backlog: {status['backlog']['pending']} readings pending sync, oldest "
         f"{_age(status['backlog']['oldest_pending_age_s'])}"
@@ -167,7 +221,6 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"device {dev['id']:<14} {dev['format']:<20} {dev['state']:<12} {dev['measurements']} readings"
             + (f"  ({dev['detail']})" if dev.get("detail") else "")
         )
-    return EXIT_OK
 
 
 def _age(seconds: float | None) -> str:
@@ -180,6 +233,9 @@ def _age(seconds: float | None) -> str:
 def cmd_demo(args: argparse.Namespace) -> int:
     from edge_agent.demo import run_demo
 
+    if args.seconds is not None and not (0 < args.seconds < float("inf")):
+        print(f"edge-agent demo: --seconds must be a positive number, got {args.seconds:g}", file=sys.stderr)
+        return EXIT_USAGE
     _setup_logging("WARNING")
     return run_demo(seconds=args.seconds, state_dir=args.state_dir, port=args.port)
 
@@ -191,7 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="station-edge gateway agent: reads vital-sign devices, scores risk locally, "
         "buffers encrypted while offline and syncs to the provincial hub.",
         epilog="Start with `edge-agent demo` (no hardware, no config). "
-        "Exit codes: 0 ok, 1 failure, 2 usage/input error.",
+        "Exit codes: 0 ok, 1 runtime failure (systemd retries), 2 usage or config error, "
+        "78 an operator must act (state dir, keystore); systemd does not restart on 2 or 78.",
     )
     ap.add_argument("--version", action="version", version=f"edge-agent {__version__}")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
@@ -253,7 +310,14 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         ap.print_help()
         return EXIT_USAGE
-    result: int = args.func(args)
+    try:
+        result: int = args.func(args)
+    except BrokenPipeError:
+        # `edge-agent decode ... | head`: the reader left; that is not an error of ours. Point stdout
+        # at /dev/null so the interpreter's final flush does not raise again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
     return result
 
 

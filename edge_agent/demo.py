@@ -18,6 +18,7 @@ from device_drivers.registry import FORMATS
 from edge_agent.agent import Agent, install_signal_handlers
 from edge_agent.config import AgentConfig, DeviceConfig, GatewayConfig, SchedulerConfig
 from edge_agent.console import ConsoleView
+from edge_agent.errors import EXIT_FAILURE, EXIT_OPERATOR, OperatorActionRequired
 from edge_agent.events import EventHub
 
 # The demo station: which simulated device plays which scenario. Entries whose format has no
@@ -55,7 +56,10 @@ def run_demo(*, seconds: float | None, state_dir: Path | None, port: int) -> int
     print(f"  devices   : {', '.join(f'{d.id} ({d.format}, {d.scenario})' for d in config.devices)}")
     print("  hub       : offline mode — the hub side is not part of this build yet; readings stay pending")
     print(f"  dashboard : not yet part of this build (will be http://127.0.0.1:{port}/)")
-    print(f"  status    : {sd / 'status.json'}")
+    if fresh:
+        print(f"  status    : {sd / 'status.json'} while the demo runs (removed at exit; keep it with --state-dir DIR)")
+    else:
+        print(f"  status    : {sd / 'status.json'} (kept after exit)")
     print(f"  stop      : {'after ' + str(seconds) + ' s' if seconds else 'Ctrl-C'}", flush=True)
 
     async def main() -> dict[str, int]:
@@ -68,9 +72,12 @@ def run_demo(*, seconds: float | None, state_dir: Path | None, port: int) -> int
 
     try:
         summary = asyncio.run(main())
+    except OperatorActionRequired as exc:
+        print(f"edge-agent demo: cannot start: {exc}", file=sys.stderr)
+        return EXIT_OPERATOR
     except Exception as exc:
         print(f"edge-agent demo: failed: {exc!r}", file=sys.stderr)
-        return 1
+        return EXIT_FAILURE
     finally:
         if fresh:
             shutil.rmtree(sd, ignore_errors=True)

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from device_drivers.records import UNITS, Measurement, Reading, in_physiological_range, utcnow
@@ -25,6 +26,19 @@ from edge_agent.events import AlertChanged, EventHub, ReadingsDropped, ReadingsS
 from edge_agent.store import CommitResult
 
 log = logging.getLogger(__name__)
+
+# A device clock further than this from the gateway's is not believed (years 0234 or 6122 from a
+# garbled or never-set clock): the reading keeps the gateway's receive time and is flagged
+# clock_unsynced, exactly as for a device without a clock. Ahead: one day covers a device set to
+# the wrong time zone (Vietnam is UTC+7) and drift; behind: a glucometer's memory legitimately holds
+# records measured weeks before they are fetched, so up to a year is accepted.
+DEVICE_CLOCK_MAX_AHEAD = timedelta(days=1)
+DEVICE_CLOCK_MAX_BEHIND = timedelta(days=366)
+
+
+def plausible_device_time(measured_at: datetime, received_at: datetime) -> bool:
+    """Pure: is a device-stamped time close enough to the gateway's receive time to be believed?"""
+    return received_at - DEVICE_CLOCK_MAX_BEHIND <= measured_at <= received_at + DEVICE_CLOCK_MAX_AHEAD
 
 
 class Scorer(Protocol):
@@ -50,6 +64,7 @@ class Store(Protocol):
 class PipelineCounters:
     received: int = 0
     invalid: int = 0
+    device_clock_rejected: int = 0  # device time implausible: stored with the receive time instead
     stored: int = 0
     dropped: int = 0
     store_errors: int = 0
@@ -60,6 +75,7 @@ class PipelineCounters:
         return {
             "received": self.received,
             "invalid": self.invalid,
+            "device_clock_rejected": self.device_clock_rejected,
             "stored": self.stored,
             "dropped": self.dropped,
             "store_errors": self.store_errors,
@@ -69,15 +85,25 @@ class PipelineCounters:
 
 
 class Pipeline:
-    def __init__(self, *, gateway_id: str, store: Store, scorer: Scorer | None, events: EventHub) -> None:
+    def __init__(
+        self,
+        *,
+        gateway_id: str,
+        store: Store,
+        scorer: Scorer | None,
+        events: EventHub,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
         self.gateway_id = gateway_id
+        self._clock = clock
         self.store = store
         self.scorer = scorer
         self.events = events
         self.counters = PipelineCounters()
         self._seq = store.last_seq
         self._visits: dict[str, str] = {}  # device id -> patient id of the open visit
-        self._inflight: set[asyncio.Task[None]] = set()
+        self._inflight: set[asyncio.Task[int]] = set()
+        self._clock_warned: set[str] = set()
 
     # -- visits ---------------------------------------------------------------------------------
     def open_visit(self, patient_id: str, device_ids: Sequence[str]) -> None:
@@ -89,8 +115,15 @@ class Pipeline:
             self._visits.pop(dev, None)
 
     # -- ingest ---------------------------------------------------------------------------------
-    def submit(self, device_id: str, measurements: list[Measurement], received_at: datetime) -> None:
-        """Validate and stamp measurements, queue them for commit; never blocks the loop."""
+    def submit(
+        self, device_id: str, measurements: list[Measurement], received_at: datetime
+    ) -> asyncio.Future[int] | None:
+        """Validate and stamp measurements, queue them for commit; never blocks the loop.
+
+        Returns a future that resolves, once the commit is confirmed and the readings processed,
+        to how many of them were stored (0 when the store failed or dropped them all); None when
+        nothing was valid. A caller that must only forget bytes once they are safe (a glucometer's
+        record cursor) waits for it."""
         readings: list[Reading] = []
         patient = self._visits.get(device_id)
         for m in measurements:
@@ -100,6 +133,12 @@ class Pipeline:
                 self.counters.invalid += 1
                 log.warning("event=invalid_measurement device=%s vital=%s unit=%s", device_id, m.vital, m.unit)
                 continue
+            if m.measured_at is not None and not plausible_device_time(m.measured_at, received_at):
+                self.counters.device_clock_rejected += 1
+                if device_id not in self._clock_warned:  # once per device and run: no log flood
+                    self._clock_warned.add(device_id)
+                    log.warning("event=device_clock_implausible device=%s action=use_receive_time", device_id)
+                m = dataclasses.replace(m, measured_at=None)
             self._seq += 1
             readings.append(
                 Reading.from_measurement(
@@ -112,19 +151,25 @@ class Pipeline:
                 )
             )
         if not readings:
-            return
-        future = self.store.submit(readings)
+            return None
+        try:
+            future = self.store.submit(readings)
+        except Exception as exc:  # the store is closed or refused the batch: counted, never silent
+            self.counters.store_errors += len(readings)
+            log.error("event=store_failed device=%s readings=%d error=%r", device_id, len(readings), exc)
+            return None
         task = asyncio.get_running_loop().create_task(self._after_commit(device_id, readings, future))
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
+        return task
 
-    async def _after_commit(self, device_id: str, readings: list[Reading], future: Future[CommitResult]) -> None:
+    async def _after_commit(self, device_id: str, readings: list[Reading], future: Future[CommitResult]) -> int:
         try:
             result = await asyncio.wrap_future(future)
         except Exception as exc:
             self.counters.store_errors += len(readings)
             log.error("event=store_failed device=%s readings=%d error=%r", device_id, len(readings), exc)
-            return
+            return 0
         stored_uids = set(result.stored)
         stored = tuple(r for r in readings if r.uid in stored_uids)
         dropped = len(readings) - len(stored)
@@ -132,18 +177,19 @@ class Pipeline:
             self.counters.dropped += dropped
             self.events.publish(ReadingsDropped(device_id, dropped))
         if not stored:
-            return
+            return 0
         self.counters.stored += len(stored)
         for r in stored:
             self.counters.by_vital[str(r.vital)] += 1
         self.events.publish(ReadingsStored(stored))
         if self.scorer is not None:
-            self._publish_alerts(self.scorer.on_readings(stored, utcnow()))
+            self._publish_alerts(self.scorer.on_readings(stored, self._clock()))
+        return len(stored)
 
     def tick(self, now: datetime | None = None) -> None:
-        """Periodic scoring work (re-raise unacknowledged alerts, clear stale ones)."""
+        """Periodic scoring work (re-raise unacknowledged alerts, clear stale ones); on the loop."""
         if self.scorer is not None:
-            self._publish_alerts(self.scorer.tick(now or utcnow()))
+            self._publish_alerts(self.scorer.tick(now or self._clock()))
 
     def _publish_alerts(self, alerts: list[Alert]) -> None:
         for alert in alerts:

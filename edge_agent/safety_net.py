@@ -10,10 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from device_drivers.records import Reading, Vital
 from edge_agent.alerts import Alert, AlertLevel
+
+
+class AlertSink(Protocol):
+    def save_alert(self, alert_id: str, payload: dict[str, object], *, updated_at: datetime) -> object: ...
 
 
 def subject_of(reading: Reading) -> str:
@@ -41,6 +45,7 @@ class SpO2SafetyNet:
                     state="raised",
                     message=f"SpO2 {r.value:.0f} % < {self.spo2_low:.0f} %",
                     raised_at=now,
+                    updated_at=now,
                     score=r.value,
                     inputs=((str(r.vital), r.value, r.uid),),
                     model="safety-net:spo2",
@@ -58,6 +63,9 @@ class SpO2SafetyNet:
                         state="cleared",
                         message=f"SpO2 recovered to {r.value:.0f} %",
                         raised_at=current.raised_at,
+                        updated_at=now,
+                        cleared_at=now,
+                        clear_reason="recovered",
                         score=r.value,
                         inputs=((str(r.vital), r.value, r.uid),),
                         model=current.model,
@@ -79,9 +87,10 @@ class ScorerWithSafetyNet:
     so the nurse does not see the same desaturation twice.
     """
 
-    def __init__(self, scorer: Any, net: SpO2SafetyNet) -> None:
+    def __init__(self, scorer: Any, net: SpO2SafetyNet, recorder: AlertSink | None = None) -> None:
         self.scorer = scorer
         self.net = net
+        self.recorder = recorder  # saves the net's alerts in the alert lane, like the model scorer's
 
     def _models_available(self) -> bool:
         return bool(self.scorer.status().get("available"))
@@ -89,7 +98,11 @@ class ScorerWithSafetyNet:
     def on_readings(self, readings: Sequence[Reading], now: datetime) -> list[Alert]:
         alerts: list[Alert] = self.scorer.on_readings(readings, now)
         if not self._models_available():
-            alerts += self.net.on_readings(readings, now)
+            net_alerts = self.net.on_readings(readings, now)
+            if self.recorder is not None:
+                for a in net_alerts:
+                    self.recorder.save_alert(a.alert_id, a.to_json(), updated_at=a.updated_at or now)
+            alerts += net_alerts
         return alerts
 
     def tick(self, now: datetime) -> list[Alert]:

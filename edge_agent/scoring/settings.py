@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,6 +15,60 @@ class ScoringSettingsError(ValueError):
     def __init__(self, key: str, message: str) -> None:
         super().__init__(f"scoring.{key}: {message}")
         self.key = key
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class Bounds:
+    """The allowed range of one numeric setting, both ends included (docs/config.md)."""
+
+    minimum: float
+    maximum: float
+    integer: bool = False
+
+
+MINUTE, HOUR, DAY = 60.0, 3600.0, 86400.0
+
+# Every numeric field of ScoringSettings and its range. edge_agent.config builds its table of
+# numeric keys from this one, and tests/test_docs.py checks docs/config.md against that table.
+SCORING_RANGES: dict[str, Bounds] = {
+    "window_s": Bounds(1, DAY),
+    "manual_valid_s": Bounds(MINUTE, DAY),
+    "renotify_s": Bounds(MINUTE, DAY),
+    "stale_clear_s": Bounds(MINUTE, DAY),
+    "spo2_scale_default": Bounds(1, 2, integer=True),
+    "desaturation_s": Bounds(0, HOUR),
+    "tachycardia_s": Bounds(0, HOUR),
+    "bradycardia_s": Bounds(0, HOUR),
+    "fever_s": Bounds(0, HOUR),
+    "hypothermia_s": Bounds(0, HOUR),
+    "event_max_gap_s": Bounds(1, HOUR),
+}
+
+
+def show_number(x: float) -> str:
+    """``1000000`` rather than ``1e+06`` or ``1000000.0`` in messages and docs."""
+    return str(int(x)) if float(x).is_integer() else repr(float(x))
+
+
+def number_problem(value: object, bounds: Bounds) -> str | None:
+    """What is wrong with ``value`` for ``bounds`` (one line), or None if it is acceptable.
+
+    Shared by the config loader so that every numeric key says the same things.
+    """
+    kind = "an integer" if bounds.integer else "a number"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        shown = repr(value)
+        shown = shown if len(shown) <= 40 else shown[:39] + "…"
+        return f"must be {kind}, got {type(value).__name__} {shown}"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"must be a finite number, got {value!r}"
+    if bounds.integer and not isinstance(value, int):
+        return f"must be an integer (no decimal point), got {value!r}"
+    if not bounds.minimum <= value <= bounds.maximum:
+        shown = repr(value) if abs(value) < 1e15 else f"{float(value):.3g}"
+        return f"must be between {show_number(bounds.minimum)} and {show_number(bounds.maximum)}, got {shown}"
+    return None
 
 
 _DEFAULT_DURATIONS = {r.kind: r.duration_s for r in DEFAULT_RULES}
@@ -56,20 +111,17 @@ class ScoringSettings:
     probe_runtime: bool = True
 
     def __post_init__(self) -> None:
-        for key in (
-            "window_s", "manual_valid_s", "renotify_s", "stale_clear_s", "event_max_gap_s",
-            "desaturation_s", "tachycardia_s", "bradycardia_s", "fever_s", "hypothermia_s",
-        ):  # fmt: skip
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                raise ScoringSettingsError(key, f"must be a number >= 0, got {value!r}")
-        if self.window_s <= 0 or self.renotify_s <= 0:
-            raise ScoringSettingsError("window_s" if self.window_s <= 0 else "renotify_s", "must be > 0")
-        if self.spo2_scale_default not in (1, 2):
-            raise ScoringSettingsError("spo2_scale_default", "must be 1 or 2")
+        for key, bounds in SCORING_RANGES.items():
+            problem = number_problem(getattr(self, key), bounds)
+            if problem is not None:
+                raise ScoringSettingsError(key, problem)
         longest = max(self.desaturation_s, self.tachycardia_s, self.bradycardia_s, self.fever_s, self.hypothermia_s)
         if longest > self.window_s:
-            raise ScoringSettingsError("window_s", f"must be >= the longest event duration ({longest} s)")
+            raise ScoringSettingsError(
+                "window_s",
+                f"must be >= the longest sustained-event duration ({show_number(longest)} s), got "
+                f"{show_number(self.window_s)}; raise window_s or shorten the *_s event durations",
+            )
         for key in ("news2_min_level", "bp_crisis_level"):
             if not isinstance(getattr(self, key), AlertLevel):
                 raise ScoringSettingsError(key, "must be an AlertLevel")

@@ -1,4 +1,4 @@
-"""The encrypted offline buffer (issue 4): readings outbox, alert lane, dashboard queries.
+"""The encrypted offline buffer (issue 4): readings outbox (leased batches), alert lane, dashboard queries.
 
 See docs/storage.md for the schema, what stays in clear and the key lifecycle.
 """
@@ -15,15 +15,17 @@ from edge_agent.store.errors import (
     StoreFullError,
     TamperError,
 )
-from edge_agent.store.results import RetentionResult, StoreStats
+from edge_agent.store.results import Batch, PendingAlert, RetentionResult, StoreStats
 from edge_agent.store.writer import CommitResult
 
 __all__ = [
+    "Batch",
     "BufferStore",
     "Cipher",
     "CommitResult",
     "DecryptError",
     "KeystoreError",
+    "PendingAlert",
     "RetentionResult",
     "SchemaError",
     "StoreClosedError",

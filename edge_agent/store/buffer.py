@@ -3,8 +3,9 @@
 A thin facade over the modules of this package, each with one job (see docs/storage.md). It owns
 the threading: the group-commit writer thread owns the write connection and runs every write
 (readings, sync marks, alerts, retention) in submission order; queries run on the caller's thread
-on a second connection (WAL lets them read while the writer commits). ``submit`` never blocks: it
-queues and returns a future that resolves after COMMIT.
+on a second connection (WAL lets them read while the writer commits). ``submit`` and
+``submit_alert`` never block: they queue and return a future that resolves after COMMIT (alerts
+go ahead of any reading backlog).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import functools
 import logging
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,25 +22,26 @@ from typing import TypeVar
 from device_drivers.records import Reading
 from edge_agent.config import StoreConfig
 from edge_agent.store import codec, opening, policy
-from edge_agent.store.alerts import AlertLane
+from edge_agent.store.alerts import AlertLane, alert_acks
 from edge_agent.store.connection import files_size
 from edge_agent.store.dashboard import DashboardQueries
 from edge_agent.store.envelope import Cipher, choose_cipher
-from edge_agent.store.errors import StoreClosedError
+from edge_agent.store.errors import StoreClosedError, StoreError
 from edge_agent.store.indexes import DeferredIndex
 from edge_agent.store.ingest import ReadingIngest
 from edge_agent.store.keys import KeyManager, open_keystore
+from edge_agent.store.leases import LeaseBook
 from edge_agent.store.outbox import Outbox
 from edge_agent.store.reader import Decoder, Reader
 from edge_agent.store.reserve import EmergencyReserve
-from edge_agent.store.results import RetentionResult, StoreStats
+from edge_agent.store.results import Batch, PendingAlert, RetentionResult, StoreStats
 from edge_agent.store.retention import Retention
 from edge_agent.store.rows import alert_columns
 from edge_agent.store.space import SpaceManager
 from edge_agent.store.state import BufferState
 from edge_agent.store.writer import CommitResult, GroupCommitWriter
 
-__all__ = ["BufferStore", "RetentionResult", "StoreStats"]
+__all__ = ["Batch", "BufferStore", "PendingAlert", "RetentionResult", "StoreStats"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -89,6 +91,8 @@ class BufferStore:
         max_batch: int = 2_000,
         index_every: int = 256,
         index_interval_s: float = 30.0,
+        max_in_flight: int = 8,
+        lease_timeout_s: float | None = 600.0,
         clock: Callable[[], datetime] | None = None,
     ) -> BufferStore:
         """Create or open; migrate; integrity_check after an unclean shutdown; create the keystore
@@ -100,7 +104,10 @@ class BufferStore:
         ``max_page_count`` (a hard cap for tests and for filesystems without quotas);
         ``reserve_bytes`` is the free space the store tries to leave on the filesystem;
         ``emergency_reserve_bytes`` is the size of the file the store deletes when the filesystem
-        is full, so acknowledgements and purges can still commit (0: none).
+        is full, so acknowledgements and purges can still commit (0: none); ``max_in_flight`` bounds
+        the batches leased and not yet acknowledged; a lease older than ``lease_timeout_s`` is
+        released by the next ``lease`` (None: only ``release_leases`` releases); ``clock`` (UTC)
+        is the only time source the store reads.
         """
         path = Path(path)
         clock = clock or (lambda: datetime.now(UTC))
@@ -150,12 +157,6 @@ class BufferStore:
         self._ingest = ReadingIngest(
             w, path=path, gateway_id=gateway_id, keys=keys, space=space, index=index, state=state, clock=clock
         )
-        self._outbox = Outbox(w, gateway_id=gateway_id, reader=reader, decoder=decoder, space=space, state=state)
-        self._alerts = AlertLane(
-            w, gateway_id=gateway_id, keys=keys, space=space, state=state, reader=reader, decoder=decoder, clock=clock
-        )
-        self._dashboard = DashboardQueries(reader=reader, decoder=decoder, keys=keys)
-        self._retention = Retention(w, keys=keys, space=space, retention_days=config.retention_days)
         self._writer = GroupCommitWriter(
             self._ingest.commit_batch,
             window_s=config.group_commit_ms / 1000.0,
@@ -163,13 +164,43 @@ class BufferStore:
             max_queued=max_queued,
             on_overflow=self._ingest.count_overflow,
         )
+        self._outbox = Outbox(
+            w,
+            gateway_id=gateway_id,
+            reader=reader,
+            decoder=decoder,
+            space=space,
+            state=state,
+            book=LeaseBook(db.leases),
+            clock=clock,
+            call=self._call,
+            max_in_flight=max_in_flight,
+            lease_timeout_s=lease_timeout_s,
+        )
+        self._alerts = AlertLane(
+            w,
+            gateway_id=gateway_id,
+            keys=keys,
+            space=space,
+            state=state,
+            reader=reader,
+            decoder=decoder,
+            clock=clock,
+            call=self._call,
+        )
+        self._dashboard = DashboardQueries(reader=reader, decoder=decoder, keys=keys)
+        self._retention = Retention(w, keys=keys, space=space, retention_days=config.retention_days)
         self._writer.start()
+        snap = state.snapshot()
         log.info(
-            "event=store_open path=%s cipher=%s last_seq=%d pending=%d integrity_checked=%s",
+            "event=store_open path=%s cipher=%s last_seq=%d pending=%d dead_letter=%d batches_to_resend=%d "
+            "integrity_checked=%s",
             path,
             chosen.label,
-            state.last_seq,
-            state.pending,
+            snap.last_seq,
+            snap.pending,
+            snap.dead_letter,
+            len(db.leases),
             db.integrity_checked,
         )
         return self
@@ -206,8 +237,32 @@ class BufferStore:
 
     # --- outbox ---------------------------------------------------------------------------------
 
+    def lease(self, limit: int) -> Batch:
+        """The next batch for the hub: a batch leased before and released (by ``release_leases``,
+        the lease timeout or a restart) is re-sent first, with its id and those of its readings
+        still pending; else up to ``limit`` of the oldest pending readings that no other batch
+        holds, under a new id recorded with its readings' seqs. Empty (``id == ""``) when
+        ``max_in_flight`` batches are in flight or nothing is pending. Rows that fail to decrypt
+        go to the dead letters. Waits for the writer (at most a group-commit window)."""
+        self._check_open()
+        return self._outbox.lease(limit)
+
+    def ack(self, batch_id: str) -> int:
+        """The hub committed batch ``batch_id`` (leased in this run or before a restart): its
+        readings still pending leave that state; returns how many. 0 for an unknown or already
+        acknowledged batch. Raises StoreFullError if even that cannot commit."""
+        return self._call(functools.partial(self._outbox.ack, batch_id))
+
+    def release_leases(self, older_than_s: float | None = None) -> int:
+        """Make leased, unacknowledged batches leasable again (on reconnect: all; else those leased
+        at least ``older_than_s`` seconds ago); ``lease`` re-sends them with the same ids. Returns
+        how many were released."""
+        self._check_open()
+        return self._outbox.release(older_than_s)
+
     def pending_batch(self, limit: int) -> list[Reading]:
-        """Oldest-first unsynced readings, decrypted (rows that fail to decrypt are skipped and counted)."""
+        """Oldest-first unsynced readings, decrypted, leases ignored (rows that fail to decrypt go
+        to the dead letters). For tests and tools; the sync uses ``lease``/``ack``."""
         self._check_open()
         return self._outbox.pending_batch(limit)
 
@@ -231,24 +286,41 @@ class BufferStore:
 
     # --- alerts lane ----------------------------------------------------------------------------
 
-    def save_alert(self, alert_id: str, payload: dict[str, object], *, updated_at: datetime) -> None:
-        """Insert or update an alert (sealed like readings); returns after COMMIT. The alert becomes
-        pending again so the hub sees the change. Raises StoreFullError if the disk is full."""
+    def submit_alert(self, alert_id: str, payload: dict[str, object], *, updated_at: datetime) -> Future[int]:
+        """Queue an insert or update of an alert (sealed like readings) ahead of any reading
+        backlog; never blocks. The future resolves with the alert's new revision after COMMIT (the
+        revision is pending until the hub acknowledges it), or raises StoreFullError (the disk is
+        full even after purging synced history) or StoreError. ``payload`` is serialised now."""
+        self._check_open()
         plain, is_open, updated_us = alert_columns(payload, updated_at)
-        self._call(functools.partial(self._alerts.save, alert_id, plain, is_open=is_open, updated_us=updated_us))
+        return self._writer.submit_urgent(
+            functools.partial(self._alerts.save, alert_id, plain, is_open=is_open, updated_us=updated_us)
+        )
+
+    def save_alert(self, alert_id: str, payload: dict[str, object], *, updated_at: datetime) -> int:
+        """``submit_alert`` and wait for COMMIT; returns the new revision."""
+        self._check_open()
+        plain, is_open, updated_us = alert_columns(payload, updated_at)
+        return self._writer.call_urgent(
+            functools.partial(self._alerts.save, alert_id, plain, is_open=is_open, updated_us=updated_us)
+        )
 
     def load_alerts(self, *, open_only: bool = False) -> list[dict[str, object]]:
         """Alerts (payload dicts) ordered by last update; ``open_only``: state is not 'cleared'."""
         return self._alerts.load(open_only=open_only)
 
-    def pending_alerts(self, limit: int) -> list[dict[str, object]]:
+    def pending_alerts(self, limit: int) -> list[PendingAlert]:
+        """Unacknowledged alert revisions, oldest update first, each with its ``rev`` (stored with
+        the alert, so it survives restarts). Revisions that fail to decrypt go to the dead letters."""
+        self._check_open()
         return self._alerts.pending(limit)
 
-    def mark_alerts_synced(self, alert_ids: Sequence[str]) -> int:
-        """Mark alerts acknowledged; an alert updated after it was handed out by pending_alerts
-        stays pending (the hub has not seen the update)."""
-        revs = self._alerts.take_sent_revs(alert_ids)
-        return self._call(functools.partial(self._alerts.mark_synced, revs))
+    def mark_alerts_synced(self, acks: Iterable[tuple[str, int]]) -> int:
+        """Mark acknowledged ``(alert_id, rev)`` pairs synced; an alert whose stored revision is no
+        longer ``rev`` (updated since it was sent) stays pending. Returns how many were marked.
+        A bare alert id raises TypeError: it cannot say which revision the hub saw."""
+        pairs = alert_acks(acks)
+        return self._call(functools.partial(self._alerts.mark_synced, pairs))
 
     # --- retention, status, closing -------------------------------------------------------------
 
@@ -266,7 +338,11 @@ class BufferStore:
                 dropped[vital] = dropped.get(vital, 0) + n
         age = None
         if not self._closed:
-            age = self._outbox.oldest_pending_age_s(snap.low_wm, codec.to_us(self._clock()))
+            try:
+                age = self._outbox.oldest_pending_age_s(snap.low_wm, codec.to_us(self._clock()))
+            except StoreError as exc:  # status must report a full or failing disk, not fail on it
+                log.warning("event=store_stats_partial missing=oldest_pending_age_s error=%s", type(exc).__name__)
+        batches, leased = self._outbox.in_flight()
         return StoreStats(
             stored_total=snap.stored_total,
             pending=snap.pending,
@@ -284,6 +360,10 @@ class BufferStore:
             pending_alerts=snap.pending_alerts,
             last_seq=snap.last_seq,
             commits=snap.commits,
+            dead_letter=snap.dead_letter,
+            dead_letter_alerts=snap.dead_letter_alerts,
+            batches_in_flight=batches,
+            leased=leased,
         )
 
     def close(self) -> None:

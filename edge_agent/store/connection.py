@@ -1,17 +1,57 @@
 """SQLite connections and SQLite error classification: the writer's connection (WAL,
 ``synchronous``, ``secure_delete``), the read-only query connection, disk-full and corruption
-tests on ``sqlite3.Error``, and the files' size on disk."""
+tests on ``sqlite3.Error``, the files' size on disk, and their mode (0600, whatever the umask)."""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sqlite3
+import stat
 from pathlib import Path
 
 from edge_agent.store.errors import StoreCorruptError, StoreError
 
+log = logging.getLogger(__name__)
+
 _FULL_CODES = {13}  # SQLITE_FULL
+PRIVATE_MODE = 0o600
+SQLITE_SUFFIXES = ("", "-wal", "-shm")
+
+
+def create_private(path: Path) -> None:
+    """Create ``path`` empty with mode 0600 when it does not exist, whatever the process umask.
+
+    SQLite gives the WAL and shared-memory files it creates the mode of the database file, so a
+    database file made here first keeps all three private."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, PRIVATE_MODE)
+    except FileExistsError:
+        return
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot create the buffer: {exc.strerror}") from exc
+    try:
+        os.fchmod(fd, PRIVATE_MODE)
+    finally:
+        os.close(fd)
+
+
+def restrict_mode(path: Path) -> None:
+    """Take every group and other permission bit off ``path`` if it exists (a file an older agent
+    left 0644, a file SQLite made); logs when it changed one, and when it could not."""
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return
+    if not mode & 0o077:
+        return
+    try:
+        os.chmod(path, mode & 0o700)
+    except OSError as exc:
+        log.warning("event=store_file_mode_unsafe file=%s mode=%04o error=%s", path.name, mode, exc.strerror)
+        return
+    log.warning("event=store_file_mode_fixed file=%s was=%04o now=%04o", path.name, mode, mode & 0o700)
 
 
 def is_full(exc: sqlite3.Error) -> bool:
@@ -83,7 +123,7 @@ def db_has_keys(path: Path) -> bool:
 def files_size(path: Path) -> int:
     """Bytes of the database, its WAL and its shared-memory file."""
     size = 0
-    for suffix in ("", "-wal", "-shm"):
+    for suffix in SQLITE_SUFFIXES:
         with contextlib.suppress(OSError):
             size += os.stat(f"{path}{suffix}").st_size
     return size

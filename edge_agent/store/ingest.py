@@ -113,7 +113,7 @@ class ReadingIngest:
         if hit_full or drops:
             log.warning(
                 "event=store_drops level=%s stored=%d dropped=%d disk_full=%s",
-                self._state.level.name.lower(),
+                self._state.level_name(),
                 len(stored),
                 len(drops) + len(dup),
                 hit_full,

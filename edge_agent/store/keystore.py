@@ -13,6 +13,7 @@ import base64
 import json
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -21,6 +22,66 @@ from edge_agent.store.envelope import KEY_LEN, new_key
 from edge_agent.store.errors import KeystoreError
 
 KEYSTORE_FORMAT = 1
+_FIELDS = ("format", "index_key", "current", "keys")
+_Bad = Callable[[str], KeystoreError]
+
+
+def _one_line(text: str, limit: int = 120) -> str:
+    return " ".join(text.split())[:limit]
+
+
+def _kind(value: object) -> str:
+    """What a JSON value is, for an error message (never the value itself: it may be key material)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _short(value: object) -> str:
+    """A small non-secret value (a format number) for an error message."""
+    return (
+        _one_line(repr(value), 40) if isinstance(value, (int, float)) and not isinstance(value, bool) else _kind(value)
+    )
+
+
+def _key_id(kid: object, where: str, bad: _Bad) -> int:
+    if not (isinstance(kid, str) and kid.isascii() and kid.isdigit() and len(kid) <= 9):
+        raise bad(f"{where} has a key id that is not a number ({_one_line(repr(kid), 24)})")
+    return int(kid)
+
+
+def _key_bytes(value: object, where: str, bad: _Bad) -> bytes:
+    if not isinstance(value, str):
+        raise bad(f"{where} is {_kind(value)}, not base64 text")
+    try:
+        key = base64.b64decode(value.encode("ascii"), validate=True)
+    except (ValueError, UnicodeError):
+        raise bad(f"{where} is not valid base64") from None
+    if len(key) != KEY_LEN:
+        raise bad(f"{where} has {len(key)} bytes, expected {KEY_LEN}")
+    return key
+
+
+def _time(value: object, where: str, bad: _Bad) -> datetime:
+    if not isinstance(value, str):
+        raise bad(f"{where} is {_kind(value)}, not an ISO 8601 time")
+    try:
+        t = datetime.fromisoformat(value)
+    except ValueError:
+        raise bad(f"{where} is not an ISO 8601 time") from None
+    if t.tzinfo is None or t.utcoffset() is None:
+        raise bad(f"{where} has no UTC offset")
+    return t
 
 
 @dataclass(slots=True)
@@ -65,27 +126,57 @@ class Keystore:
             )
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-            return cls._parse(path, data)
         except OSError as exc:
             raise KeystoreError(str(path), f"cannot read keystore: {exc.strerror}") from exc
-        except (ValueError, KeyError, TypeError) as exc:
-            raise KeystoreError(str(path), f"keystore is malformed: {exc}") from exc
+        except ValueError as exc:  # not JSON, or not UTF-8
+            raise KeystoreError(str(path), f"keystore is malformed: not JSON ({_one_line(str(exc))})") from exc
+        except RecursionError as exc:
+            raise KeystoreError(str(path), "keystore is malformed: not JSON (nested too deeply)") from exc
+        return cls._parse(path, data)
 
     @classmethod
-    def _parse(cls, path: Path, data: dict[str, object]) -> Keystore:
-        if data.get("format") != KEYSTORE_FORMAT:
-            raise ValueError(f"unsupported keystore format {data.get('format')!r}")
+    def _parse(cls, path: Path, data: object) -> Keystore:
+        """A keystore from its decoded JSON; anything but the documented object raises
+        KeystoreError with one line naming the file and what is wrong (key bytes never quoted)."""
+
+        def bad(what: str) -> KeystoreError:
+            return KeystoreError(str(path), f"keystore is malformed: {what}")
+
+        if not isinstance(data, dict):
+            raise bad(f"the file holds {_kind(data)}, not an object with {', '.join(_FIELDS)}")
+        missing = [k for k in _FIELDS if k not in data]
+        if missing:
+            raise bad(f"{', '.join(missing)} missing")
+        fmt = data["format"]
+        if type(fmt) is not int or fmt != KEYSTORE_FORMAT:
+            raise bad(f"format is {_short(fmt)}, this agent reads format {KEYSTORE_FORMAT}")
+        index_key = _key_bytes(data["index_key"], "index_key", bad)
+        current = data["current"]
+        if type(current) is not int:
+            raise bad(f"current is {_kind(current)}, not a key id")
+        raw_keys = data["keys"]
+        if not isinstance(raw_keys, dict):
+            raise bad(f"keys is {_kind(raw_keys)}, not an object")
         keys: dict[int, _KeyEntry] = {}
-        for kid, entry in dict(data["keys"]).items():  # type: ignore[call-overload]
-            key = base64.b64decode(entry["key"], validate=True)
-            if len(key) != KEY_LEN:
-                raise ValueError(f"key {kid} has {len(key)} bytes, expected {KEY_LEN}")
-            keys[int(kid)] = _KeyEntry(key, datetime.fromisoformat(entry["created"]))
-        destroyed = {int(k): datetime.fromisoformat(v) for k, v in dict(data.get("destroyed", {})).items()}  # type: ignore[call-overload]
-        index_key = base64.b64decode(str(data["index_key"]), validate=True)
-        current = int(data["current"])  # type: ignore[call-overload]
+        for kid, entry in raw_keys.items():
+            k = _key_id(kid, "keys", bad)
+            if k in keys:
+                raise bad(f"key {k} appears twice")
+            if not isinstance(entry, dict):
+                raise bad(f"keys.{k} is {_kind(entry)}, not an object with key and created")
+            keys[k] = _KeyEntry(
+                _key_bytes(entry.get("key"), f"keys.{k}.key", bad),
+                _time(entry.get("created"), f"keys.{k}.created", bad),
+            )
+        raw_destroyed = data.get("destroyed", {})
+        if not isinstance(raw_destroyed, dict):
+            raise bad(f"destroyed is {_kind(raw_destroyed)}, not an object")
+        destroyed: dict[int, datetime] = {}
+        for kid, when in raw_destroyed.items():
+            k = _key_id(kid, "destroyed", bad)
+            destroyed[k] = _time(when, f"destroyed.{k}", bad)
         if current not in keys:
-            raise ValueError(f"current key {current} is missing")
+            raise bad(f"current key {current} is not among the keys")
         return cls(path=path, index_key=index_key, current_id=current, keys=keys, destroyed=destroyed)
 
     # --- changes ---------------------------------------------------------------------------
@@ -144,7 +235,7 @@ class Keystore:
         data = json.dumps(doc, indent=1).encode("utf-8")
         tmp = self.path.with_name(self.path.name + ".tmp")
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             try:
                 os.fchmod(fd, 0o600)

@@ -1,6 +1,7 @@
-"""Opening and closing the database file: connect, migrate, integrity check after an unclean
-shutdown, the gateway check, the key check, the clean-shutdown flag, the in-memory counters
-loaded from the rows; and moving a corrupt file aside (quarantine)."""
+"""Opening and closing the database file: create it 0600, connect, migrate, integrity check
+after an unclean shutdown, the gateway check, the key check, the clean-shutdown flag, the
+in-memory counters and the outbox's leases loaded from the rows; and moving a corrupt file aside
+(quarantine)."""
 
 from __future__ import annotations
 
@@ -14,10 +15,11 @@ from datetime import datetime
 from pathlib import Path
 
 from edge_agent.store import codec
-from edge_agent.store.connection import connect_writer, open_error
+from edge_agent.store.connection import SQLITE_SUFFIXES, connect_writer, create_private, open_error, restrict_mode
 from edge_agent.store.errors import StoreCorruptError, StoreError
 from edge_agent.store.indexes import DeferredIndex
 from edge_agent.store.keys import KeyManager
+from edge_agent.store.leases import Lease, decode_seqs
 from edge_agent.store.schema import migrate
 from edge_agent.store.space import persist_max_seq
 from edge_agent.store.state import BufferState
@@ -32,6 +34,7 @@ class Opened:
     integrity_checked: bool  # the last shutdown was unclean, so integrity_check ran (and passed)
     state: BufferState
     indexed_upto: int
+    leases: list[Lease]  # batches leased before this open: none in flight now, re-sent first
 
 
 def open_database(
@@ -46,11 +49,16 @@ def open_database(
 ) -> Opened:
     """Open (or create) and migrate the database; raises StoreCorruptError, StoreError,
     KeystoreError or SchemaError, with the connection closed."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    create_private(path)  # 0600 whatever the umask; SQLite gives its -wal and -shm the same mode
+    for suffix in SQLITE_SUFFIXES:  # files an older agent left readable by others
+        restrict_mode(Path(f"{path}{suffix}"))
     try:
         w = connect_writer(path, page_size=page_size, synchronous=synchronous)
     except sqlite3.DatabaseError as exc:
         raise open_error(path, exc) from exc
+    for suffix in SQLITE_SUFFIXES[1:]:
+        restrict_mode(Path(f"{path}{suffix}"))
     try:
         return _setup(w, path, gateway_id=gateway_id, keys=keys, max_db_bytes=max_db_bytes, clock=clock)
     except sqlite3.DatabaseError as exc:
@@ -101,27 +109,50 @@ def _setup(
     )
     w.execute("COMMIT")
     keys.maybe_rotate(w)
-    return Opened(w, page_size, integrity_checked, load_state(w, meta), int(meta.get("indexed_upto", "0")))
+    return Opened(
+        w, page_size, integrity_checked, load_state(w, meta), int(meta.get("indexed_upto", "0")), load_leases(w)
+    )
 
 
 def load_state(w: sqlite3.Connection, meta: dict[str, str]) -> BufferState:
     """The in-memory counters, from the rows and meta."""
     max_seq_meta = int(meta.get("max_seq", "0"))
     row = w.execute(
-        "SELECT COALESCE(MAX(seq), 0), COUNT(*), "
-        "COALESCE(SUM(synced = 0), 0), MIN(CASE WHEN synced = 0 THEN seq END) FROM readings"
+        "SELECT COALESCE(MAX(seq), 0), COUNT(*), COALESCE(SUM(synced = 0), 0), "
+        "MIN(CASE WHEN synced = 0 THEN seq END), COALESCE(SUM(synced = 2), 0) FROM readings"
     ).fetchone()
-    state = BufferState(
+    dropped: dict[str, Counter[str]] = {}
+    for vital, reason, count in w.execute("SELECT vital, reason, count FROM drop_counts"):
+        dropped.setdefault(reason, Counter())[vital] += count
+    alerts = w.execute(
+        "SELECT COALESCE(SUM(synced_us IS NULL AND dead_us IS NULL), 0), COALESCE(SUM(dead_us IS NOT NULL), 0) "
+        "FROM alerts"
+    ).fetchone()
+    return BufferState(
         last_seq=max(max_seq_meta, int(row[0])),
         persisted_max_seq=max_seq_meta,
         stored_total=int(row[1]),
         pending=int(row[2]),
         low_wm=row[3],
+        dead_letter=int(row[4]),
+        pending_alerts=int(alerts[0]),
+        dead_letter_alerts=int(alerts[1]),
+        dropped=dropped,
     )
-    for vital, reason, count in w.execute("SELECT vital, reason, count FROM drop_counts"):
-        state.dropped.setdefault(reason, Counter())[vital] += count
-    state.pending_alerts = int(w.execute("SELECT COUNT(*) FROM alerts WHERE synced_us IS NULL").fetchone()[0])
-    return state
+
+
+def load_leases(w: sqlite3.Connection) -> list[Lease]:
+    """The batches leased before this open, oldest first; none is in flight any more (a batch
+    with unreadable seqs is skipped and reported: its readings are leased again in a new batch)."""
+    out = []
+    for batch_id, leased_us, attempt, seqs in w.execute(
+        "SELECT batch_id, leased_us, attempt, seqs FROM batches ORDER BY n"
+    ).fetchall():
+        try:
+            out.append(Lease(str(batch_id), decode_seqs(str(seqs)), int(leased_us), int(attempt), in_flight=False))
+        except ValueError:
+            log.error("event=store_batch_unreadable batch=%r", str(batch_id)[:64])
+    return out
 
 
 def finish(w: sqlite3.Connection, index: DeferredIndex, state: BufferState) -> None:
@@ -147,5 +178,6 @@ def quarantine(path: Path, now: datetime) -> Path:
         src = Path(f"{path}{suffix}")
         if src.exists():
             os.replace(src, Path(f"{target}{suffix}"))
+            restrict_mode(Path(f"{target}{suffix}"))  # the copy holds sealed data too: 0600
     log.error("event=store_quarantined path=%s moved_to=%s", path, target)
     return target

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from device_drivers.records import Reading, Vital
+from edge_agent.store.codec import to_us
 
 # Streams that deliver a value every second or so (pulse oximeters in continuous mode, heart-rate
 # straps, bedside monitors over serial). Everything else is a spot check (BP, temperature, weight,
@@ -94,7 +95,7 @@ def plan_batch(
             drop.append(i)
             continue
         key = (r.device_id, str(r.vital))
-        t = int(r.measured_at.timestamp() * 1_000_000)
+        t = to_us(r.measured_at)  # naive means UTC, as everywhere in the store (never the host's zone)
         last = last_kept_us.get(key)
         if last is None or t - last >= step_us or t < last:
             last_kept_us[key] = t

@@ -34,15 +34,17 @@ class Reader:
             raise StoreClosedError("store is closed")
         with self._lock:
             r = self._conn
-            r.execute("BEGIN")
             try:
-                return fn(r)
-            except sqlite3.DatabaseError as exc:
+                r.execute("BEGIN")
+                try:
+                    return fn(r)
+                finally:
+                    if r.in_transaction:
+                        r.execute("COMMIT")
+            except sqlite3.DatabaseError as exc:  # BEGIN and COMMIT included: callers see StoreError only
                 if is_corrupt(exc):
                     raise StoreCorruptError(str(self._path), [str(exc)]) from exc
                 raise StoreError(f"query failed: {exc}") from exc
-            finally:
-                r.execute("COMMIT")
 
     def close(self) -> None:
         self.closed = True

@@ -13,6 +13,8 @@ import logging
 import os
 from pathlib import Path
 
+from edge_agent.store.connection import PRIVATE_MODE, restrict_mode
+
 log = logging.getLogger(__name__)
 
 
@@ -26,13 +28,15 @@ class EmergencyReserve:
         if self.size <= 0:
             return False
         if self.path.exists():
+            restrict_mode(self.path)
             return True
         try:
             st = os.statvfs(self.path.parent)
             if st.f_bavail * st.f_frsize < 4 * self.size:
                 return False
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, PRIVATE_MODE)
             try:
+                os.fchmod(fd, PRIVATE_MODE)
                 try:
                     os.posix_fallocate(fd, 0, self.size)
                 except OSError:

@@ -6,6 +6,10 @@ Version history (never edit a released step; add a new one):
 2. ``alerts``: the alert lane, sealed like readings, with a revision for safe acknowledgement.
 3. ``drop_counts`` (per vital and reason) and the deferred index tables ``ix_patient`` and
    ``ix_time`` (filled in batches by the writer, so a single-reading commit touches one page).
+4. ``batches`` (the outbox's leases: batch id -> seqs, so an acknowledgement after a restart
+   marks exactly the readings of that batch) and ``alerts.dead_us`` (an alert revision that
+   failed to open, out of the alert outbox). Readings gain the state ``synced = 2`` (dead letter:
+   failed to open, never leased again), which needs no schema change.
 
 Applied versions are recorded in ``schema_migrations`` (sqlite-utils) and ``PRAGMA user_version``.
 """
@@ -88,11 +92,25 @@ def _v3(db: sqlite_utils.Database) -> None:
     db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('indexed_upto', '0')")
 
 
+def _v4(db: sqlite_utils.Database) -> None:
+    db.execute(
+        """CREATE TABLE batches (
+            n INTEGER PRIMARY KEY,          -- creation order: released batches are re-sent oldest first
+            batch_id TEXT NOT NULL UNIQUE,
+            leased_us INTEGER NOT NULL,     -- when last handed out (store clock)
+            attempt INTEGER NOT NULL,       -- times handed out
+            seqs TEXT NOT NULL              -- the batch's seqs as ranges, e.g. '1-500,502'
+        )"""
+    )
+    db.execute("ALTER TABLE alerts ADD COLUMN dead_us INTEGER")
+
+
 Migration = Callable[[sqlite_utils.Database], None]
 MIGRATIONS: tuple[tuple[int, str, Migration], ...] = (
     (1, "meta, data_keys, readings", _v1),
     (2, "alerts lane", _v2),
     (3, "drop counts, deferred index tables", _v3),
+    (4, "outbox batches, alert dead letters", _v4),
 )
 LATEST = MIGRATIONS[-1][0]
 
@@ -122,9 +140,7 @@ def migrate(conn: sqlite3.Connection, *, now: datetime, target: int = LATEST) ->
                     "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
                 )
             step(db)
-            db.table("schema_migrations").insert(
-                {"version": version, "name": name, "applied_at": now.isoformat()}
-            )
+            db.table("schema_migrations").insert({"version": version, "name": name, "applied_at": now.isoformat()})
             conn.execute(f"PRAGMA user_version = {version}")
             conn.execute("COMMIT")
         except sqlite3.Error as exc:

@@ -89,7 +89,8 @@ class SpaceManager:
 
     def ack_chunk(self) -> int:
         """Readings per acknowledgement transaction: small ones need little WAL on a nearly full disk."""
-        return 1000 if self._state.level is policy.Level.NORMAL and not self._state.disk_full else 50
+        level, disk_full = self._state.space()
+        return 1000 if level is policy.Level.NORMAL and not disk_full else 50
 
     # --- writing --------------------------------------------------------------------------------
 
@@ -117,9 +118,11 @@ class SpaceManager:
                 if self._state.short_of_space:
                     self.checkpoint()  # short of space: keep the WAL from holding a second copy
                 return out
-            except sqlite3.Error as exc:
+            except BaseException as exc:
                 if w.in_transaction:
                     w.execute("ROLLBACK")
+                if not isinstance(exc, sqlite3.Error):
+                    raise
                 if not is_full(exc):
                     if is_corrupt(exc):
                         raise StoreCorruptError(str(self._path), [str(exc)]) from exc
@@ -130,8 +133,7 @@ class SpaceManager:
                 if attempt == 1 and self._release_reserve():
                     self.checkpoint()
                     continue
-                with self._state.lock:
-                    self._state.disk_full = True
+                self._state.mark_disk_full()
                 raise StoreFullError(f"cannot {what}: disk or quota full") from exc
         raise AssertionError("unreachable")
 
@@ -158,9 +160,7 @@ class SpaceManager:
         except StoreFullError:
             log.warning("event=store_purge_failed reason=disk_full")
             return 0
-        with state.lock:
-            state.persisted_max_seq = max(state.persisted_max_seq, state.last_seq)
-            state.stored_total -= len(rows)
+        state.purged(len(rows))
         if cutoff_us is None:
             log.info("event=store_purged_synced_for_space rows=%d", len(rows))
         return len(rows)

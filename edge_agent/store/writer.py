@@ -9,6 +9,10 @@ submission order and never race the readings; a command cuts the window short.
 The FIFO holds at most ``max_queued`` readings: a submission that does not fit is not queued
 and ``on_overflow`` is told (the store counts those readings as dropped); it never blocks the
 caller. (A submission larger than the bound is still accepted when the queue is empty.)
+
+Urgent commands (alerts: ``submit_urgent``) have a lane of their own that the writer serves
+before anything else waiting, in their own submission order: an alert waits at most for the
+transaction already running, never for a backlog of readings.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from device_drivers.records import Reading
 from edge_agent.store.errors import StoreClosedError, StoreError
@@ -54,6 +58,12 @@ class _Command(Generic[T]):
 CommitBatch = Callable[[list[Reading]], list[bool]]
 
 
+class RunOnWriter(Protocol):
+    """Run ``fn`` on the writer thread after everything queued before it, and wait (``call``)."""
+
+    def __call__(self, fn: Callable[[], T], timeout: float | None = None) -> T: ...
+
+
 def _resolve(fut: Future[Any], value: Any = None, exc: BaseException | None = None) -> None:
     if fut.done():
         return
@@ -80,6 +90,7 @@ class GroupCommitWriter:
         self._max_queued = max_queued
         self._on_overflow = on_overflow
         self._items: collections.deque[_Chunk | _Command[Any]] = collections.deque()
+        self._urgent: collections.deque[_Command[Any]] = collections.deque()
         self._queued_readings = 0
         self._queued_commands = 0
         self._cond = threading.Condition()
@@ -126,6 +137,23 @@ class GroupCommitWriter:
             self._cond.notify_all()
         return fut.result(timeout)
 
+    def submit_urgent(self, fn: Callable[[], T]) -> Future[T]:
+        """Queue ``fn`` ahead of every reading and command waiting (FIFO among urgent commands);
+        never blocks. The future resolves with its result, or its exception."""
+        fut: Future[T] = Future()
+        with self._cond:
+            if self._stopping:
+                raise StoreClosedError("store is closed")
+            self._urgent.append(_Command(fn, fut))
+            self._cond.notify_all()
+        return fut
+
+    def call_urgent(self, fn: Callable[[], T], timeout: float | None = None) -> T:
+        """:meth:`submit_urgent` and wait (inline when already on the writer thread)."""
+        if threading.current_thread() is self._thread:
+            return fn()
+        return self.submit_urgent(fn).result(timeout)
+
     def stop(self, timeout: float | None = None) -> None:
         """Commit everything queued, then end the thread."""
         with self._cond:
@@ -138,21 +166,30 @@ class GroupCommitWriter:
 
     def _take(self) -> list[_Chunk] | _Command[Any] | None:
         with self._cond:
-            while not self._items:
+            while not self._items and not self._urgent:
                 if self._stopping:
                     return None
                 self._cond.wait()
+            if self._urgent:
+                return self._urgent.popleft()
             head = self._items[0]
             if isinstance(head, _Command):
                 self._items.popleft()
                 self._queued_commands -= 1
                 return head
             deadline = head.at + self._window_s
-            while not self._stopping and not self._queued_commands and self._queued_readings < self._max_batch:
+            while (
+                not self._stopping
+                and not self._queued_commands
+                and not self._urgent
+                and self._queued_readings < self._max_batch
+            ):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
                 self._cond.wait(remaining)
+            if self._urgent:  # an alert arrived during the window: it goes first, the window goes on
+                return self._urgent.popleft()
             chunks: list[_Chunk] = []
             n = 0
             while self._items and isinstance(self._items[0], _Chunk):

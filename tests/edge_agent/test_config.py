@@ -105,3 +105,72 @@ def test_timezone_defaults_to_vietnam_and_is_validated(tmp_path: Path) -> None:
         load_config(
             write(tmp_path, GOOD.replace('province = "ha-giang"', 'province = "ha-giang"\ntimezone = "Mars/Olympus"'))
         )
+
+
+# --- hardening: the values the issue names ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("extra", "key"),
+    [
+        ("[alerts]\nspo2_low = nan\n", "alerts.spo2_low"),  # silently disabled the SpO2 safety net
+        ("[store]\ngroup_commit_ms = 1e12\n", "store.group_commit_ms"),  # stored nothing, ignored SIGINT
+        ("[store]\nquota_mb = inf\n", "store.quota_mb"),
+        ("[scheduler]\nstatus_interval_s = 1e18\n", "scheduler.status_interval_s"),
+        ("[scoring]\nrenotify_s = nan\n", "scoring.renotify_s"),
+        ("[scoring]\nwindow_s = inf\n", "scoring.window_s"),
+    ],
+)
+def test_non_finite_or_absurd_numbers_are_refused(tmp_path: Path, extra: str, key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, GOOD + extra))
+    assert info.value.key == key
+    assert str(info.value).startswith(key)
+    if "nan" in extra or "inf" in extra:
+        assert "must be a finite number" in str(info.value)
+    else:
+        assert "between" in str(info.value)
+
+
+def test_spo2_low_range(tmp_path: Path) -> None:
+    for bad in ("49.9", "100.1", "0", "-90"):
+        with pytest.raises(ConfigError, match=r"^alerts\.spo2_low: must be between 50 and 100"):
+            load_config(write(tmp_path, GOOD + f"[alerts]\nspo2_low = {bad}\n"))
+    assert load_config(write(tmp_path, GOOD + "[alerts]\nspo2_low = 88\n")).alerts.spo2_low == 88
+
+
+def test_spo2_scale_default_is_not_truncated(tmp_path: Path) -> None:
+    # 1.5 used to become 1 silently
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, GOOD + "[scoring]\nspo2_scale_default = 1.5\n"))
+    assert info.value.key == "scoring.spo2_scale_default"
+
+
+@pytest.mark.parametrize("key", ["id", "province"])
+def test_gateway_ids_must_not_end_in_a_newline(tmp_path: Path, key: str) -> None:
+    value = {"id": "gw-0001", "province": "ha-giang"}[key]
+    text = GOOD.replace(f'{key} = "{value}"', f'{key} = "{value}\\n"', 1)
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    assert info.value.key == f"gateway.{key}"
+    assert "\n" not in str(info.value)
+    assert repr(value + "\n") in str(info.value)
+
+
+def test_id_pattern_is_anchored_at_the_very_end() -> None:
+    from edge_agent import config
+
+    assert config._ID_RE.fullmatch("gw-1")
+    assert not config._ID_RE.match("gw-1\n")
+    assert not config._ID_RE.search("gw-1\n")
+
+
+def test_example_config_commented_devices_load_when_uncommented(tmp_path: Path) -> None:
+    text = EXAMPLE.read_text()
+    head, _, tail = text.partition("# More devices:")
+    tail = tail[tail.index("# [[devices]]") :]
+    uncommented = "\n".join(line.removeprefix("# ") for line in tail.splitlines() if line.startswith("# "))
+    path = tmp_path / "agent.toml"
+    path.write_text(head + "\n" + uncommented + "\n")
+    cfg = load_config(path)
+    assert [d.transport for d in cfg.devices] == ["serial", "ble", "ble", "simulated"]

@@ -187,13 +187,17 @@ def test_alert_lane(open_store: OpenStore) -> None:
     assert [x["alert_id"] for x in s.load_alerts()] == ["a1", "a2"]
     assert [x["alert_id"] for x in s.load_alerts(open_only=True)] == ["a1"]
     sent = s.pending_alerts(10)
-    assert [x["alert_id"] for x in sent] == ["a1", "a2"]
+    assert [(x.alert_id, x.rev) for x in sent] == [("a1", 1), ("a2", 1)]
+    assert sent[0].payload == a and sent[0].updated_at == T0
     # a1 changes after it was handed out and before the ack: the change must still go out
-    s.save_alert("a1", a | {"state": "acknowledged"}, updated_at=T0 + timedelta(seconds=2))
-    assert s.mark_alerts_synced(["a1", "a2"]) == 1
-    assert [x["state"] for x in s.pending_alerts(10)] == ["acknowledged"]
-    assert s.mark_alerts_synced(["a1"]) == 1
+    assert s.save_alert("a1", a | {"state": "acknowledged"}, updated_at=T0 + timedelta(seconds=2)) == 2
+    assert s.mark_alerts_synced([(x.alert_id, x.rev) for x in sent]) == 1
+    again = s.pending_alerts(10)
+    assert [(x.alert_id, x.rev, x.payload["state"]) for x in again] == [("a1", 2, "acknowledged")]
+    assert s.mark_alerts_synced([("a1", 2)]) == 1
     assert s.pending_alerts(10) == [] and s.stats().pending_alerts == 0
+    with pytest.raises(TypeError, match="pairs"):
+        s.mark_alerts_synced(["a1"])  # a bare id cannot say which revision
 
 
 def test_both_ciphers_read_back(open_store: OpenStore) -> None:

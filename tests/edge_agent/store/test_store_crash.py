@@ -22,6 +22,7 @@ import pytest
 from device_drivers.records import Reading, Vital
 from edge_agent.config import StoreConfig
 from edge_agent.store import BufferStore
+from edge_agent.store.leases import decode_seqs
 
 from .conftest import GW, T0, make_reading
 
@@ -78,6 +79,10 @@ def _child(db: Path, ks: Path, wfd: int, seed: int) -> None:  # pragma: no cover
         if k % 25 == 0:
             pend = store.pending_batch(50)
             store.mark_synced([r.uid for r in pend])
+        if k % 10 == 0:  # the outbox as the sync uses it: some batches acknowledged, some left in flight
+            leased = store.lease(40)
+            if leased.readings and rng.random() < 0.6:
+                store.ack(leased.id)
         if store.stats().queued > 3000:
             fut.result()
 
@@ -135,6 +140,20 @@ def _run_and_kill(db: Path, ks: Path, seed: int, rng: random.Random) -> tuple[se
     return committed, alerts, opened
 
 
+def _first_batch_to_resend(db: Path) -> tuple[str, list[int]] | None:
+    """(id, pending seqs) of the oldest recorded batch with readings still pending, read directly."""
+    conn = sqlite3.connect(db)
+    try:
+        pending = {row[0] for row in conn.execute("SELECT seq FROM readings WHERE synced = 0")}
+        for batch_id, seqs in conn.execute("SELECT batch_id, seqs FROM batches ORDER BY n"):
+            left = [q for q in decode_seqs(seqs) if q in pending]
+            if left:
+                return batch_id, left
+        return None
+    finally:
+        conn.close()
+
+
 def _kill_cycles(tmp_path: Path, cycles: int, fresh_every: int = 20) -> None:
     rng = random.Random(4242)
     ks = tmp_path / "keystore.json"
@@ -179,6 +198,14 @@ def _kill_cycles(tmp_path: Path, cycles: int, fresh_every: int = 20) -> None:
             assert store.last_seq >= max(committed, default=0)
             have_alerts = {a["alert_id"] for a in store.load_alerts()}
             assert alerts <= have_alerts
+            # the oldest batch leased before the kill that still holds pending readings is re-sent
+            # first, under its id, with exactly those readings
+            first = _first_batch_to_resend(db)
+            resent = store.lease(10**6)
+            if first is not None:
+                assert (resent.id, [r.seq for r in resent.readings]) == first, f"cycle {cycle}"
+            assert all(r == expected(r.seq) for r in resent.readings), f"cycle {cycle}"
+            assert store.ack(resent.id) == len(resent.readings)
         finally:
             store.close()
     assert opened_count >= cycles // 2, "most children must get far enough to ingest"

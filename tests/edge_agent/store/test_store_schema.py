@@ -12,7 +12,7 @@ from edge_agent.store.schema import LATEST, MIGRATIONS, migrate
 
 from .conftest import T0, OpenStore, make_reading
 
-TABLES_BY_VERSION = {1: ["meta", "data_keys", "readings"], 2: ["alerts"], 3: ["drop_counts"]}
+TABLES_BY_VERSION = {1: ["meta", "data_keys", "readings"], 2: ["alerts"], 3: ["drop_counts"], 4: ["batches"]}
 
 
 def _reference(open_store: OpenStore, tmp_path: Path) -> Path:
@@ -34,9 +34,12 @@ def test_upgrade_from_every_earlier_version(open_store: OpenStore, tmp_path: Pat
     # copy the rows that existed at that version (the sealed format is the same)
     conn.execute("ATTACH ? AS ref", (str(ref),))
     present = {t for v, names in TABLES_BY_VERSION.items() if v <= version for t in names}
-    for table in present:
-        conn.execute(f"INSERT OR REPLACE INTO main.{table} SELECT * FROM ref.{table}")
+    for table in present:  # the columns the table had at that version (alerts grew dead_us in 4)
+        cols = ", ".join(r[1] for r in conn.execute(f"PRAGMA main.table_info({table})"))
+        conn.execute(f"INSERT OR REPLACE INTO main.{table} ({cols}) SELECT {cols} FROM ref.{table}")
     conn.execute("DELETE FROM main.meta WHERE key IN ('indexed_upto', 'max_seq')")  # keys newer than v1-2
+    if version >= 3:  # migration 3 made the key; the index tables were not copied, so nothing is indexed
+        conn.execute("INSERT INTO main.meta (key, value) VALUES ('indexed_upto', '0')")
     conn.execute("UPDATE main.meta SET value = '1' WHERE key = 'clean_shutdown'")
     conn.execute("DETACH ref")
     conn.close()
@@ -51,12 +54,17 @@ def test_upgrade_from_every_earlier_version(open_store: OpenStore, tmp_path: Pat
     assert s.last_seq == 30
     if version >= 2:
         assert s.load_alerts() == [{"alert_id": "al-1", "state": "raised"}]
+        assert [(a.alert_id, a.rev) for a in s.pending_alerts(10)] == [("al-1", 1)]
+    # the outbox of the new version works on the old rows
+    batch = s.lease(10)
+    assert [r.seq for r in batch.readings] == list(range(1, 11))
+    assert s.ack(batch.id) == 10 and s.stats().pending == 20
     # it keeps working after the upgrade, and the old rows get indexed
     s.submit([make_reading(31, patient_id="P-A")]).result(5)
     s.close()
     s = open_store(path=old)
     assert [r.seq for r in s.recent(since=T0, patient_id="P-A")] == [*range(1, 31, 2), 31]
-    assert s.stats().decrypt_failures == 0
+    assert s.stats().decrypt_failures == 0 and s.stats().pending == 21
 
 
 def test_fresh_database_is_at_latest(open_store: OpenStore) -> None:

@@ -156,7 +156,7 @@ def test_retention_deletes_only_synced_and_shreds_keys(open_store: OpenStore, tm
     s.submit([make_reading(i, at=clock.t) for i in range(1, 11)]).result(5)  # key 1
     s.save_alert("a-old", {"alert_id": "a-old", "state": "cleared"}, updated_at=clock.t)
     s.mark_synced([f"{GW}:{i}" for i in range(1, 6)])  # 1-5 synced, 6-10 pending
-    s.mark_alerts_synced(["a-old"])
+    assert s.mark_alerts_synced([(a.alert_id, a.rev) for a in s.pending_alerts(10)]) == 1
     clock.advance(days=2)
     s.submit([make_reading(11, at=clock.t)]).result(5)  # rotated: key 2
     s.mark_synced([f"{GW}:11"])

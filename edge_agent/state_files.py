@@ -1,0 +1,197 @@
+"""The small files the agent keeps beside its buffer: the state dir itself, ``agent.pid`` and
+``status.json``. All are private to the service (0600, whatever the umask) and survive a full disk
+as well as they can: ``status.json`` is the one place a technician learns that the disk is full,
+so it must still be rewritten when nothing else can be.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import logging
+import os
+from pathlib import Path
+
+from edge_agent.errors import StateDirError
+
+log = logging.getLogger(__name__)
+
+PRIVATE_FILE_MODE = 0o600
+STATE_DIR_MODE = 0o700
+# status.json is padded to whole blocks with this much slack, so that when the disk is full it can
+# be overwritten in place (no new blocks needed) even when the new snapshot is a little longer.
+STATUS_SLACK_BYTES = 2048
+_BLOCK = 4096
+
+
+def prepare_state_dir(path: Path) -> None:
+    """Create the state dir (0700) if needed and prove it is a writable directory.
+
+    Raises :class:`StateDirError` (an operator must act) for a path that is a file, a read-only
+    filesystem, or a directory this user cannot write. A full disk is not an error here: the
+    agent runs on and reports it.
+    """
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise StateDirError(
+            f"state dir {path} exists and is not a directory", "point gateway.state_dir at a directory"
+        ) from None
+    except NotADirectoryError:
+        raise StateDirError(
+            f"state dir {path}: a parent is not a directory", "point gateway.state_dir at a directory"
+        ) from None
+    except OSError as exc:
+        raise StateDirError(f"cannot create state dir {path}: {exc.strerror}", _writable_fix(path, exc.errno)) from None
+    if not path.is_dir():
+        raise StateDirError(f"state dir {path} is not a directory", "point gateway.state_dir at a directory")
+    with contextlib.suppress(OSError):
+        os.chmod(path, STATE_DIR_MODE)
+    probe = path / ".write-probe"
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE)
+        os.close(fd)
+        probe.unlink()
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            log.warning("event=state_dir_full path=%s", path)
+            return
+        raise StateDirError(
+            f"state dir {path} is not writable: {exc.strerror}", _writable_fix(path, exc.errno)
+        ) from None
+
+
+def _writable_fix(path: Path, err: int | None) -> str:
+    if err == errno.EROFS:
+        return f"{path} is on a read-only filesystem; set gateway.state_dir to a writable place (/var/lib/station-edge)"
+    return (
+        f"make {path} writable by the service user (systemd: StateDirectory=station-edge), or change gateway.state_dir"
+    )
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Atomically replace ``path`` with ``data``, mode 0600 whatever the umask (tmp, fsync, rename)."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE)
+        try:
+            os.fchmod(fd, PRIVATE_FILE_MODE)
+            _write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def _write_all(fd: int, data: bytes, offset: int | None = None) -> None:
+    view = memoryview(data)
+    pos = 0
+    while pos < len(view):
+        n = os.write(fd, view[pos:]) if offset is None else os.pwrite(fd, view[pos:], offset + pos)
+        pos += n
+
+
+class PidFile:
+    """``agent.pid``: written once the agent is up, removed when it stops (also after a failed start)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def write(self) -> None:
+        write_private(self.path, f"{os.getpid()}\n".encode())
+
+    def remove(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+
+class PidFileError(Exception):
+    """``agent.pid`` exists but does not hold a process id."""
+
+
+def read_pid(path: Path) -> int | None:
+    """The pid in ``path``; None when there is no pid file. Raises :class:`PidFileError` when the
+    file is empty or garbled (a crash while writing, or someone else's file)."""
+    try:
+        text = path.read_text(encoding="ascii", errors="replace").strip()
+    except FileNotFoundError:
+        return None
+    if not text.isdigit() or int(text) <= 0:
+        raise PidFileError(f"{path} does not hold a process id ({'empty' if not text else 'garbled'})")
+    return int(text)
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class StatusFile:
+    """``status.json``, read by ``edge-agent status`` and the technician.
+
+    Normally replaced atomically. When that fails for lack of space, the existing file is
+    overwritten in place: it is padded to whole blocks with slack, so the new snapshot fits in
+    blocks the file already owns and the report that the disk is full still gets out. (A reader
+    can then see a half-written file for an instant; ``edge-agent status`` retries and then says so.)
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.in_place_writes = 0
+        self.failures = 0
+
+    @staticmethod
+    def encode(doc: dict[str, object]) -> bytes:
+        body = json.dumps(doc, indent=2, default=str).encode("utf-8") + b"\n"
+        size = -(-(len(body) + STATUS_SLACK_BYTES) // _BLOCK) * _BLOCK
+        return body + b" " * (size - len(body))
+
+    def write(self, doc: dict[str, object]) -> bool:
+        """Write the snapshot; False (logged, counted) when even the in-place fallback failed."""
+        data = self.encode(doc)
+        try:
+            write_private(self.path, data)
+            return True
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                self.failures += 1
+                log.warning("event=status_write_failed error=%r", exc.strerror)
+                return False
+        try:
+            self._overwrite_in_place(data)
+            self.in_place_writes += 1
+            return True
+        except OSError as exc:
+            self.failures += 1
+            log.warning("event=status_write_failed mode=in_place error=%r", exc.strerror)
+            return False
+
+    def _overwrite_in_place(self, data: bytes) -> None:
+        fd = os.open(self.path, os.O_WRONLY)
+        try:
+            have = os.fstat(fd).st_size
+            body = data.rstrip(b" ")
+            if len(body) > have:
+                raise OSError(errno.ENOSPC, "status snapshot outgrew its blocks on a full disk")
+            _write_all(fd, body + b" " * (have - len(body)), offset=0)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def read_status(path: Path) -> dict[str, object]:
+    """Parse ``status.json``; raises FileNotFoundError, OSError or ValueError (garbled)."""
+    data = json.loads(path.read_bytes().decode("utf-8"))
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    return data
