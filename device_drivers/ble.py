@@ -24,8 +24,12 @@ On every connection the link:
    RACP; protocols.md §1.1 marks RACP UNVERIFIED there; the op code/operator values were checked
    with the search tool against public GLS clients, e.g. blessed-android's example
    ``BluetoothHandler`` writing ``byteArrayOf(1, 1)`` and Nordic/Spezi ``reportStoredRecords`` /
-   ``allRecords``), so stored readings are fetched and nothing is lost. Glucose values already
-   delivered (same sequence number) are not delivered again after a reconnect.
+   ``allRecords``), so stored readings are fetched and nothing is lost. A glucose record is
+   not delivered twice: while it is *in flight* (handed over, not yet settled) and once it is
+   *settled* as committed (:meth:`BleDeviceLink.record_settled`, called by the owner after
+   the record's reading was committed, and :meth:`BleDeviceLink.seen_glucose` after a restart),
+   the meter's resends are skipped. A record settled as not committed, or lost because the
+   queue was full, is delivered again the next time the meter reports it.
 
 :meth:`BleDeviceLink.values` yields values for one connection and raises
 :class:`~device_drivers.base.TransportError` when the device disconnects;
@@ -352,10 +356,8 @@ class BleDeviceLink:
         self.dropped = 0  # values lost because the consumer fell behind
         self.connections = 0
         self.racp_responses: list[bytes] = []
-        self._glucose_seen: set[int] = set()
-        # Told the sequence number of each newly delivered glucose record, so the owner can
-        # persist the set and hand it back after a restart (``seen_glucose``).
-        self.on_new_record: Callable[[int], None] | None = None
+        self._glucose_seen: set[int] = set()  # committed records: never delivered again
+        self._glucose_inflight: set[int] = set()  # delivered, not yet settled: not delivered twice
         self._closed = False
 
     # constructors
@@ -384,9 +386,23 @@ class BleDeviceLink:
         return cls(ReplayBackend.from_file(capture, format_name, speed=speed, then=then), format_name, **kwargs)
 
     def seen_glucose(self, sequence_numbers: Iterable[int]) -> None:
-        """Records already delivered (e.g. before a restart): the meter's RACP "report all"
+        """Records already committed (e.g. before a restart): the meter's RACP "report all"
         resends them, and they are skipped instead of becoming duplicate readings."""
         self._glucose_seen.update(sequence_numbers)
+
+    def glucose_record(self, value: bytes) -> int | None:
+        """The record sequence number of a Glucose Measurement value (bytes 1-2), else None."""
+        if self.spec.name != "ble-glucose" or len(value) < 3:
+            return None
+        return int.from_bytes(value[1:3], "little")
+
+    def record_settled(self, seq: int, *, committed: bool) -> None:
+        """The owner is done with a delivered glucose record: ``committed`` (its reading is in
+        the store, or it can never give one) -> never again; otherwise it is no longer in
+        flight and the meter's next report delivers it again."""
+        self._glucose_inflight.discard(seq)
+        if committed:
+            self._glucose_seen.add(seq)
 
     def create_parser(self) -> Parser:
         """A parser for this device; for a scale, configured with the resolution it reported."""
@@ -401,27 +417,36 @@ class BleDeviceLink:
         return parser
 
     # callbacks (bleak calls these; so does the replay client)
-    def _put(self, item: object) -> None:
+    def _put(self, item: object) -> bool:
         try:
             self._queue.put_nowait(item)
         except asyncio.QueueFull:
             self.dropped += 1
             log.warning("event=ble_queue_full device=%s dropped=%d", self.backend.description, self.dropped)
+            return False
+        return True
 
     def _on_measurement(self, _sender: Any, data: bytearray) -> None:
         value = bytes(data)
-        if self.spec.name == "ble-glucose" and len(value) >= 3:
-            seq = int.from_bytes(value[1:3], "little")
-            if seq in self._glucose_seen:
-                return  # already delivered before a reconnect (or before a restart)
-            self._glucose_seen.add(seq)
-            if self.on_new_record is not None:
-                self.on_new_record(seq)
-        self._put(value)
+        seq = self.glucose_record(value)
+        if seq is None:
+            self._put(value)
+            return
+        if seq in self._glucose_seen or seq in self._glucose_inflight:
+            return  # committed before (a reconnect or a restart), or still on its way
+        if self._put(value):  # a value lost to a full queue is not in flight: fetched again
+            self._glucose_inflight.add(seq)
 
     def _on_racp(self, _sender: Any, data: bytearray) -> None:
-        self.racp_responses.append(bytes(data))
-        log.info("event=ble_racp_response device=%s value=%s", self.backend.description, bytes(data).hex())
+        value = bytes(data)
+        self.racp_responses.append(value)
+        # Op code and length only: the operand of a response is device data, not for logs.
+        log.info(
+            "event=ble_racp_response device=%s opcode=%d length=%d",
+            self.backend.description,
+            value[0] if value else -1,
+            len(value),
+        )
 
     def _on_disconnect(self) -> None:
         self._put(_DISCONNECTED)

@@ -98,21 +98,21 @@ class GlucoseParser(GattParser):
         status = cur.u16() if flags & FLAG_STATUS else None
 
         if conc is None:
-            self.stats.reject("no_concentration", f"sequence {sequence}")
+            self.stats.reject("no_concentration")
             return
         measured_at = base_time
         if measured_at is not None and offset is not None:
             try:
                 measured_at = measured_at + timedelta(minutes=offset)
-            except OverflowError:
-                self.stats.reject("bad_timestamp", "time offset leaves the calendar")
+            except OverflowError:  # as for a bad base time: receive time, clock_unsynced
+                self.stats.reject("bad_timestamp")
                 measured_at = None
         extra: list[tuple[str, str | int | float | bool]] = [("sequence_number", sequence)]
         quality: set[Quality] = set()
         if type_location is not None:
             sample_type, location = type_location & 0x0F, type_location >> 4
             if sample_type == TYPE_CONTROL or location == LOCATION_CONTROL:
-                self.stats.reject("control_solution", f"sequence {sequence}")
+                self.stats.reject("control_solution")
                 return
             extra.append(("sample_type", SAMPLE_TYPES.get(sample_type, f"reserved:{sample_type}")))
             extra.append(("sample_location", SAMPLE_LOCATIONS.get(location, f"reserved:{location}")))

@@ -8,6 +8,11 @@ partly UNVERIFIED there (the Nordic code does not state the unit); not re-verifi
 Sensor contact "supported but not detected" (bits 1-2 = 2) gives no reading (rejection
 ``probe_off``): the strap is off the skin. RR intervals go into extra as ``rr_ms``, a
 comma-separated string of milliseconds (extra holds scalars only).
+
+Bounds: the value itself is capped at 512 bytes (gatt.MAX_VALUE_LEN, the ATT limit; longer ->
+``value_too_long``), so at most 254 RR intervals. Each RR interval must lie in
+[:data:`RR_MIN_MS`, :data:`RR_MAX_MS`]; others are dropped from ``rr_ms`` and counted once per
+value as ``extra_out_of_range: rr_ms`` (the heart rate itself is kept).
 """
 
 from __future__ import annotations
@@ -23,6 +28,12 @@ CONTACT_NOT_DETECTED = 0x04  # bits 1-2 == 2: supported, not detected
 CONTACT_DETECTED = 0x06
 FLAG_ENERGY = 0x08
 FLAG_RR = 0x10
+
+# RR-interval range (decision): 150 ms is below the shortest beat-to-beat interval a heart can
+# conduct (HR 350/min, the top of the vital range, is 171 ms); 10 s keeps long sinus pauses,
+# which are clinically important, and rejects the u16 garbage up to 64 s.
+RR_MIN_MS = 150.0
+RR_MAX_MS = 10_000.0
 
 
 class HeartRateParser(GattParser):
@@ -41,13 +52,17 @@ class HeartRateParser(GattParser):
 
         contact = flags & CONTACT_MASK
         if contact == CONTACT_NOT_DETECTED:
-            self.stats.reject("probe_off", "sensor contact not detected")
+            self.stats.reject("probe_off")
             return
         extra: list[tuple[str, str | int | float | bool]] = []
         if contact == CONTACT_DETECTED:
             extra.append(("sensor_contact", True))
         if energy is not None:
             extra.append(("energy_kj", energy))
-        if rr:
-            extra.append(("rr_ms", ",".join(f"{r * 1000 / 1024:.1f}" for r in rr)))
+        rr_ms = [r * 1000 / 1024 for r in rr]
+        kept = [ms for ms in rr_ms if RR_MIN_MS <= ms <= RR_MAX_MS]
+        if len(kept) < len(rr_ms):
+            self.stats.reject("extra_out_of_range", "rr_ms")
+        if kept:
+            extra.append(("rr_ms", ",".join(f"{ms:.1f}" for ms in kept)))
         self.emit(out, Vital.HEART_RATE, float(rate), extra=extra)

@@ -7,6 +7,8 @@ sensor status u24] · [pulse amplitude index SFLOAT]. No timestamp.
 Decision: the Normal set gives the readings; the Fast and Slow sets go into ``extra``
 (``spo2_fast``, ``pr_fast``, ``spo2_slow``, ``pr_slow``; omitted when special values) so the
 store sees one reading per vital per notification. PAI -> perfusion_index as in spot-check.
+The Fast/Slow values are range-checked like the vitals (base.EXTRA_RANGES); out of range ->
+dropped from extra, counted ``extra_out_of_range``.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ class PlxContinuousParser(GattParser):
 
         verdict = judge(ms, ds)
         if verdict.reject is not None:
-            self.stats.reject(verdict.reject, "plx continuous")
+            self.stats.reject(verdict.reject)
             return
         extra: list[tuple[str, str | int | float | bool]] = []
         for name, pair in (("fast", fast), ("slow", slow)):

@@ -41,7 +41,7 @@ class PlxSpotCheckParser(GattParser):
 
         verdict = judge(ms, ds)
         if verdict.reject is not None:
-            self.stats.reject(verdict.reject, "plx spot-check")
+            self.stats.reject(verdict.reject)
             return
         extra: list[tuple[str, str | int | float | bool]] = []
         if ms is not None:

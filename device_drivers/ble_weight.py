@@ -3,7 +3,9 @@
 Layout: protocols.md §1.8 (Spezi `WeightMeasurement.swift`): flags · weight u16 · [timestamp 7]
 · [user id u8] · [BMI u16 0.1 kg/m² · height u16] (bit 3 announces BMI and height together;
 bluetooth-sig-python's separate height flag is wrong, protocols.md §1.8). Weight 0xFFFF is
-"measurement unsuccessful" (no reading, rejection ``measurement_unsuccessful``).
+"measurement unsuccessful" (no reading, rejection ``measurement_unsuccessful``). BMI and height
+are range-checked like every extra (base.EXTRA_RANGES: 5-250 kg/m², 0.2-2.8 m); a scale that
+sends 0 for an unset height loses the field, counted ``extra_out_of_range``.
 
 Resolution: the Weight Scale Feature (0x2A9E) may select a coarser step; pass the decoded
 feature value (or explicit steps) to the constructor. Without it the defaults are 0.005 kg /
@@ -82,7 +84,7 @@ class WeightParser(GattParser):
         if flags & FLAG_BMI_HEIGHT and raw != WEIGHT_UNSUCCESSFUL:
             bmi_height = (cur.u16(), cur.u16())
         if raw == WEIGHT_UNSUCCESSFUL:
-            self.stats.reject("measurement_unsuccessful", "weight 0xFFFF")
+            self.stats.reject("measurement_unsuccessful")
             return
 
         imperial = bool(flags & FLAG_IMPERIAL)

@@ -5,6 +5,11 @@ fields whose presence the flags announce, in a fixed order (protocols.md §1.0).
 the value with a :class:`Cursor` that checks the remaining length before each field; a short
 value raises :class:`Truncated`, which :class:`GattParser` turns into a counted rejection.
 Trailing bytes after the last announced field are ignored (newer spec revisions append fields).
+
+A value longer than :data:`MAX_VALUE_LEN` cannot be one characteristic value (the ATT protocol
+caps an attribute value at 512 octets, and a notification or indication carries at most
+ATT_MTU - 3 <= 514 of them): it is rejected whole (``value_too_long``) before parsing, which
+also bounds the variable-length tails (the Heart Rate RR-interval list).
 """
 
 from __future__ import annotations
@@ -16,6 +21,10 @@ from typing import ClassVar
 from device_drivers.base import Parser
 from device_drivers.ieee11073 import SpecialValue, decode_date_time, decode_float, decode_sfloat
 from device_drivers.records import Measurement
+
+# Bluetooth Core spec, ATT: "the maximum length of an attribute value shall be 512 octets"
+# (Vol 3, Part F, 3.2.9; from general knowledge of the spec, not in protocols.md).
+MAX_VALUE_LEN = 512
 
 
 class Truncated(Exception):
@@ -81,10 +90,13 @@ class GattParser(Parser):
         if not data:
             self.stats.reject("empty")
             return out
+        if len(data) > MAX_VALUE_LEN:
+            self.stats.reject("value_too_long")
+            return out
         try:
             self._parse(Cursor(data), out)
-        except Truncated as exc:
-            self.stats.reject("truncated", str(exc))
+        except Truncated:
+            self.stats.reject("truncated")
             return []
         self.stats.frames_ok += 1
         return out
@@ -103,6 +115,6 @@ class GattParser(Parser):
 
     def timestamp(self, cur: Cursor) -> datetime | None:
         field = decode_date_time(cur.take(7), self.device_tz)
-        if not field.valid:
-            self.stats.reject("bad_timestamp", "impossible date; using receive time")
+        if not field.valid:  # impossible or out-of-calendar date: receive time, clock_unsynced
+            self.stats.reject("bad_timestamp")
         return field.value

@@ -87,6 +87,17 @@ def decode_date_time(data: bytes, tz: tzinfo = UTC) -> DateTimeField:
     Year 0, month 0 or day 0 mean "not known" (Nordic BP test) -> ``value`` None, ``valid`` True.
     ``tz`` is the zone the device clock runs in (the BLE link sets it via Current Time); the
     result is converted to UTC.
+
+    A date the calendar cannot hold (month 13, 31 February, hour 24) and a date that leaves the
+    calendar once shifted to UTC (0001-01-01 00:00 in Asia/Ho_Chi_Minh is year 0 in UTC;
+    9999-12-31 late in a zone behind UTC is year 10000) are both ``value`` None, ``valid``
+    False: never an exception. Decision (what a clinician needs): such a date is a fault of the
+    device's *clock*, not of the measurement, so the parsers keep the value, count
+    ``bad_timestamp`` and let the session stamp the gateway's receive time with the
+    ``clock_unsynced`` flag, the same as for a device without a clock. Dropping the reading
+    would lose a valid blood pressure or glucose value because a clock battery is flat; the
+    flag keeps anyone from trusting its time, and the count tells the technician to set the
+    device's clock.
     """
     if len(data) != 7:
         raise ValueError("Date Time is 7 bytes")
@@ -96,6 +107,6 @@ def decode_date_time(data: bytes, tz: tzinfo = UTC) -> DateTimeField:
         return DateTimeField(None, True)
     try:
         local = datetime(year, month, day, hour, minute, second, tzinfo=tz)
-    except ValueError:
+        return DateTimeField(local.astimezone(UTC), True)
+    except (ValueError, OverflowError):
         return DateTimeField(None, False)
-    return DateTimeField(local.astimezone(UTC), True)

@@ -15,6 +15,12 @@ EXC (exception) bits, Rad-8 manual trend-format page and MDPnP-Radical (low 12 b
 0x010 interference, 0x020 sensor off, 0x040 ambient light, 0x080 unrecognised sensor,
 0x400 low signal IQ, 0x800 "Masimo SET" (normal). ALARM bits 0-5 (both public decodes agree):
 SpO2 high, SpO2 low, BPM high, BPM low, alarm active, alarm silenced. ALARM is advisory.
+
+Work is linear in the input: the search for a line end starts where the previous feed stopped
+(``_scanned``), so a stream without line ends fed byte by byte costs one byte each, not a
+512-byte rescan each; the resynchronisation inside one line is bounded by ``MAX_LINE``. The
+numeric extras (SpCO, SpMet, PVI...) are range-checked (base.EXTRA_RANGES) and the serial
+number is cut to 32 characters.
 """
 
 from __future__ import annotations
@@ -44,7 +50,6 @@ _EXC_ARTEFACT = EXC_PULSE_SEARCH | EXC_INTERFERENCE | EXC_AMBIENT_LIGHT | EXC_LO
 _ALARM_ACTIVE = 0x0010
 
 _LINE_RE = re.compile(rb"^(?P<date>\d\d/\d\d/\d\d) (?P<time>\d\d:\d\d:\d\d)(?P<fields>(?: +[A-Z][A-Z0-9]*=[^ ]*)+) *$")
-_LINE_END_RE = re.compile(rb"[\r\n]")
 _NUMBER_RE = re.compile(r"^[+-]?\d+(?:\.\d+)?$")
 
 # label -> vital for the values we store; the rest go to extra as text.
@@ -72,14 +77,31 @@ class MasimoAsciiParser(Parser):
 
     def __init__(self) -> None:
         super().__init__()
-        self._buf = bytearray()
+        self._buf = self.buffer_type()
+        self._scanned = 0  # no CR or LF in _buf[:_scanned]
+
+    def _line_end(self) -> int:
+        """Index of the first CR or LF in the buffer at or after ``_scanned``, or -1.
+
+        Searched in windows that double from 64 bytes, so finding a line end ``d`` bytes on
+        costs O(d) even when only one of the two characters occurs (an unbounded search for CR
+        in an LF-only stream would scan the whole buffer once per line)."""
+        buf, start, size, width = self._buf, self._scanned, len(self._buf), 64
+        while start < size:
+            stop = min(size, start + width)
+            cr = buf.find(b"\r", start, stop)
+            lf = buf.find(b"\n", start, cr if cr >= 0 else stop)
+            if lf >= 0 or cr >= 0:
+                return lf if lf >= 0 else cr
+            start, width = stop, width * 2
+        return -1
 
     def _feed(self, data: bytes) -> list[Measurement]:
         out: list[Measurement] = []
         self._buf += data
         while True:
-            found = _LINE_END_RE.search(self._buf)
-            if found is None:
+            end = self._line_end()
+            if end < 0:
                 if len(self._buf) > MAX_LINE:
                     # Keep only the tail a line could still start in, so the result does not
                     # depend on how the stream was chunked.
@@ -87,10 +109,11 @@ class MasimoAsciiParser(Parser):
                     self.stats.bytes_discarded += cut
                     self.stats.reject("line_too_long")
                     del self._buf[:cut]
+                self._scanned = len(self._buf)
                 return out
-            end = found.start()
             line = bytes(self._buf[:end])
             del self._buf[: end + 1]
+            self._scanned = 0
             if len(line) > MAX_LINE:
                 self.stats.bytes_discarded += len(line) - MAX_LINE
                 self.stats.reject("line_too_long")
@@ -106,7 +129,7 @@ class MasimoAsciiParser(Parser):
             for start in (m.start() for m in re.finditer(rb"\d\d/\d\d/\d\d ", line)):
                 if start and (match := _LINE_RE.match(line[start:])) is not None:
                     self.stats.bytes_discarded += start
-                    self.stats.reject("garbage", f"{start} bytes before a line")
+                    self.stats.reject("garbage")
                     break
         if match is None:
             self.stats.bytes_discarded += len(line) + 1
@@ -145,12 +168,11 @@ class MasimoAsciiParser(Parser):
                 flags.add(Quality.DEVICE_ALARM)
         for label in _EXTRA_FIELDS:
             if label in fields and (v := _value(fields[label])) is not None:
-                extra.append((label.lower(), fields[label].rstrip("%") if label == "SN" else v))
+                extra.append((label.lower(), fields[label].rstrip("%")[:32] if label == "SN" else v))
 
         if exc is not None and exc & _EXC_NO_DATA:
             # Some firmware keeps printing the last values with the probe off; never store them.
-            present = [label for label in _VITAL_FIELDS if _value(fields.get(label, "")) is not None]
-            self.stats.reject("probe_off", f"exc=0x{exc:x}, {len(present)} values withheld")
+            self.stats.reject("probe_off")
             return
         for label, vital in _VITAL_FIELDS.items():
             raw = fields.get(label)
@@ -158,7 +180,7 @@ class MasimoAsciiParser(Parser):
                 continue
             value = _value(raw)
             if value is None:
-                self.stats.reject("missing_value", label)
+                self.stats.reject("missing_value", str(vital))
                 continue
             self.emit(out, vital, value, flags=flags, extra=extra)
 

@@ -11,6 +11,9 @@ SpO2 = byte & 0x7F; 511 / 127 mean "missing" (Oxford-Nonin MISSING_HR/MISSING_SP
 Framing: a frame is accepted when byte 1 is 0x01, STATUS bit 7 is set and the checksum holds;
 otherwise one byte is dropped and the search starts again (Pufferfish `shift_left`). Any
 dropped byte abandons the packet being assembled (its frame indices are no longer known).
+Each byte is examined at most five times (once per frame window covering it): linear work, and
+the 8-bit checksum keeps random bytes from decoding (a false frame needs the start byte, bit 7
+and the sum to agree, and a reading needs 25 such frames in a row from a SYNC frame).
 
 Rate (decision): one reading per vital per second, i.e. one per three packets (a
 :class:`~device_drivers.decimate.Decimator` of 3). The readings are the 4-beat averages Nonin
@@ -59,7 +62,7 @@ class NoninFormat2Parser(Parser):
 
     def __init__(self) -> None:
         super().__init__()
-        self._buf = bytearray()
+        self._buf = self.buffer_type()
         self._status: list[int] = []  # STATUS bytes of the packet being assembled
         self._data: list[int] = []  # FLOAT bytes of the packet being assembled
         self._in_garbage = False
@@ -85,7 +88,7 @@ class NoninFormat2Parser(Parser):
                     self._in_garbage = True
                     self.stats.reject("sync_lost")
                     if self._status:
-                        self.stats.reject("incomplete_packet", f"{len(self._status)} frames")
+                        self.stats.reject("incomplete_packet")
                     self._status.clear()
                     self._data.clear()
         del buf[:i]
@@ -94,7 +97,7 @@ class NoninFormat2Parser(Parser):
     def _frame(self, status: int, value: int, out: list[Measurement]) -> None:
         if status & ST_SYNC:
             if self._status:
-                self.stats.reject("incomplete_packet", f"{len(self._status)} frames")
+                self.stats.reject("incomplete_packet")
             self._status.clear()
             self._data.clear()
         elif not self._status:

@@ -5,14 +5,32 @@ States (DESIGN §2, issue 3): ``connecting`` → ``connected`` (port open, no da
 port or a device switched off) → ``disconnected`` (lost; retried with backoff) or ``error``
 (cannot open; retried with backoff). pyserial blocks, so each serial session reads in its own
 single worker thread: the one explicit hand-off from blocking I/O to the asyncio loop.
+
+What a session guarantees besides moving bytes:
+
+* **A parser exception never ends a session.** It is counted (``parser_errors`` in
+  :meth:`DeviceStatus.as_dict`, by exception type), logged as ``event=parser_error`` at most once
+  per type per minute (type and code location only: never the message, values or bytes), and
+  the session carries on with a fresh parser that keeps the old one's stats.
+* **Rejections are logged** (README: "counted, logged"): ``event=parser_rejected`` with the
+  reason and the count since the previous line, at most one line per reason per minute per
+  device (the first at once). Never a value: reasons are codes.
+* **Transitions, not repeats**: a ``device_state`` line is logged (and the state sink told) when
+  the state changes; a new detail in the same state only updates the status. The ``silent``
+  detail carries no running counter.
+* **Glucose records are remembered after commit**: the record's sequence number goes to
+  ``records.json`` only once the batch holding its reading was committed (the sink's future
+  resolved with a count > 0); otherwise the meter's next "report all" fetches it again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import enum
 import json
 import logging
+import math
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -52,6 +70,8 @@ class DeviceStatus:
     last_data_at: datetime | None = None
     reconnects: int = 0
     measurements: int = 0
+    # Exceptions raised by the parser's feed(), by exception type (each one replaced the parser).
+    parser_errors: collections.Counter[str] = field(default_factory=collections.Counter)
 
     def as_dict(self, parser: Parser | None = None) -> dict[str, object]:
         out: dict[str, object] = {
@@ -64,21 +84,83 @@ class DeviceStatus:
             "last_data_at": self.last_data_at.isoformat() if self.last_data_at else None,
             "reconnects": self.reconnects,
             "measurements": self.measurements,
+            "parser_errors": sum(self.parser_errors.values()),
+            "parser_error_kinds": dict(self.parser_errors),
         }
         if parser is not None:
             out["parser"] = parser.stats.as_dict()
         return out
 
 
-MeasurementSink = Callable[[str, list[Measurement], datetime], None]
+# The pipeline's submit (edge_agent/pipeline.py): a future of the number of readings committed
+# (0 when the store failed or dropped them all), or None when nothing was queued.
+MeasurementSink = Callable[[str, list[Measurement], datetime], asyncio.Future[int] | None]
 StateSink = Callable[[DeviceStatus], None]
+
+LOG_INTERVAL_S = 60.0  # at most one parser_rejected / parser_error line per key per device per minute
+
+
+class RateLimitedCounter:
+    """Counts events by key and says when a log line is due: the first event of a key at once,
+    then at most one line per ``interval_s``, carrying the count since the previous line."""
+
+    def __init__(self, interval_s: float = LOG_INTERVAL_S, clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval_s = interval_s
+        self._clock = clock
+        self._pending: dict[str, int] = {}
+        self._last: dict[str, float] = {}
+
+    def add(self, key: str, n: int = 1) -> int | None:
+        """Count ``n`` events; return the count to log now, or None when a line is not due."""
+        self._pending[key] = self._pending.get(key, 0) + n
+        now = self._clock()
+        if now - self._last.get(key, -math.inf) < self.interval_s:
+            return None
+        self._last[key] = now
+        return self._pending.pop(key)
+
+    def due(self, *, force: bool = False) -> list[tuple[str, int]]:
+        """Counts held back whose interval has passed (all of them with ``force``)."""
+        now = self._clock()
+        out: list[tuple[str, int]] = []
+        for key in list(self._pending):
+            if force or now - self._last.get(key, -math.inf) >= self.interval_s:
+                out.append((key, self._pending.pop(key)))
+                self._last[key] = now
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """What one feed gave: the measurements, the sink's commit future, whether the parser failed."""
+
+    measurements: list[Measurement]
+    commit: asyncio.Future[int] | None = None
+    parser_failed: bool = False
+
+
+def _where(exc: BaseException) -> str:
+    """``file.py:line`` of the innermost frame: enough to find a parser bug, free of data."""
+    tb = exc.__traceback__
+    if tb is None:
+        return "unknown"
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return f"{Path(tb.tb_frame.f_code.co_filename).name}:{tb.tb_lineno}"
 
 
 class DeviceSession:
     """What every session shares: its status, its parser and reporting state changes."""
 
     def __init__(
-        self, config: DeviceConfig, on_measurements: MeasurementSink, on_state: StateSink, backoff: Backoff | None
+        self,
+        config: DeviceConfig,
+        on_measurements: MeasurementSink,
+        on_state: StateSink,
+        backoff: Backoff | None,
+        *,
+        log_interval_s: float = LOG_INTERVAL_S,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
         self.parser: Parser = get_format(config.format).create()
@@ -86,9 +168,14 @@ class DeviceSession:
         self._on_measurements = on_measurements
         self._on_state = on_state
         self._backoff = backoff or Backoff(base=0.25, cap=10.0)
+        self._rejections = RateLimitedCounter(log_interval_s, clock)
+        self._errors = RateLimitedCounter(log_interval_s, clock)
+        self._rejected_seen: dict[str, int] = dict(self.parser.stats.rejected)
 
     def _set_state(self, state: DeviceState, detail: str = "") -> None:
-        if state == self.status.state and detail == self.status.detail:
+        if state == self.status.state:
+            # Same state, maybe a new detail: the status shows it; no log line, no event.
+            self.status.detail = detail
             return
         self.status.state = state
         self.status.detail = detail
@@ -103,18 +190,84 @@ class DeviceSession:
     def _open_failed(self, exc: TransportError) -> None:
         self._set_state(DeviceState.ERROR if self.status.reconnects == 0 else DeviceState.DISCONNECTED, str(exc))
 
-    def _data(self, data: bytes) -> list[Measurement]:
-        """Feed received bytes to the parser and pass on what it decoded."""
+    def _data(self, data: bytes) -> Delivery:
+        """Feed received bytes to the parser and pass on what it decoded; never raises for
+        what the parser does (an exception is counted, logged and the parser replaced)."""
         self._backoff.reset()
         received = utcnow()
         self.status.last_data_at = received
         if self.status.state != DeviceState.READING:
             self._set_state(DeviceState.READING)
-        measurements = self.parser.feed(data)
+        try:
+            measurements = self.parser.feed(data)
+        except Exception as exc:  # a parser bug must not end the session (module docstring)
+            self._parser_failed(exc)
+            self._log_rejections()
+            return Delivery([], None, parser_failed=True)
+        self._log_rejections()
+        commit = None
         if measurements:
             self.status.measurements += len(measurements)
-            self._on_measurements(self.config.id, measurements, received)
-        return measurements
+            commit = self._on_measurements(self.config.id, measurements, received)
+        return Delivery(measurements, commit)
+
+    def _parser_failed(self, exc: Exception) -> None:
+        kind = type(exc).__name__
+        self.status.parser_errors[kind] += 1
+        count = self._errors.add(kind)
+        if count is not None:
+            # The exception's message can quote device data: only its type and location.
+            log.error(
+                "event=parser_error device=%s format=%s kind=%s where=%s count=%d action=fresh_parser",
+                self.config.id,
+                self.config.format,
+                kind,
+                _where(exc),
+                count,
+            )
+        self._replace_parser()
+
+    def _create_parser(self) -> Parser:
+        return get_format(self.config.format).create()
+
+    def _replace_parser(self) -> None:
+        """A fresh parser that keeps counting into the same stats. What the failed one held
+        (a partial frame, HL7 ACKs not yet sent) is dropped: a monitor that gets no ACK resends."""
+        stats = self.parser.stats
+        self.parser = self._create_parser()
+        self.parser.stats = stats
+
+    def _log_rejections(self) -> None:
+        """One ``parser_rejected`` line per reason per interval, with the count since the last."""
+        rejected = self.parser.stats.rejected
+        if rejected != self._rejected_seen:
+            for reason, total in rejected.items():
+                new = total - self._rejected_seen.get(reason, 0)
+                if new > 0 and (count := self._rejections.add(reason, new)) is not None:
+                    self._log_rejected(reason, count)
+            self._rejected_seen = dict(rejected)
+        self._flush_logs()
+
+    def _flush_logs(self, *, force: bool = False) -> None:
+        for reason, count in self._rejections.due(force=force):
+            self._log_rejected(reason, count)
+        for kind, count in self._errors.due(force=force):
+            log.error(
+                "event=parser_error device=%s format=%s kind=%s count=%d",
+                self.config.id,
+                self.config.format,
+                kind,
+                count,
+            )
+
+    def _log_rejected(self, reason: str, count: int) -> None:
+        log.info(
+            "event=parser_rejected device=%s format=%s reason=%s count=%d",
+            self.config.id,
+            self.config.format,
+            reason,
+            count,
+        )
 
     async def run(self) -> None:
         raise NotImplementedError
@@ -130,8 +283,10 @@ class SerialSession(DeviceSession):
         on_state: StateSink,
         *,
         backoff: Backoff | None = None,
+        log_interval_s: float = LOG_INTERVAL_S,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        super().__init__(config, on_measurements, on_state, backoff)
+        super().__init__(config, on_measurements, on_state, backoff, log_interval_s=log_interval_s, clock=clock)
         spec = get_format(config.format)
         if spec.serial is None:
             raise ValueError(f"{config.format} is not a serial format")
@@ -160,6 +315,7 @@ class SerialSession(DeviceSession):
                     await loop.run_in_executor(self._executor, link.close)
                 await asyncio.sleep(self._backoff.next_delay())
         finally:
+            self._flush_logs(force=True)
             self._set_state(DeviceState.STOPPED)
             self._executor.shutdown(wait=False, cancel_futures=True)
 
@@ -170,7 +326,9 @@ class SerialSession(DeviceSession):
             now = time.monotonic()
             if not data:
                 if now - last_bytes >= self.config.silent_after_s:
-                    self._set_state(DeviceState.SILENT, f"no bytes for {now - last_bytes:.0f} s")
+                    # A fixed detail: a running "for N s" counter made a log line every second.
+                    self._set_state(DeviceState.SILENT, f"no bytes for {self.config.silent_after_s:g} s or more")
+                self._flush_logs()
                 continue
             last_bytes = now
             self._data(data)
@@ -205,17 +363,50 @@ class BleSession(DeviceSession):
         link: BleDeviceLink,
         backoff: Backoff | None = None,
         records_path: Path | None = None,
+        log_interval_s: float = LOG_INTERVAL_S,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        super().__init__(config, on_measurements, on_state, backoff)
+        super().__init__(config, on_measurements, on_state, backoff, log_interval_s=log_interval_s, clock=clock)
         self.link = link
         # Glucose meters resend every stored record on each "report all"; remembering which
-        # sequence numbers were delivered (across restarts) keeps them from becoming duplicates.
-        self._records_path = records_path if config.format == "ble-glucose" else None
+        # sequence numbers were committed (across restarts) keeps them from becoming duplicates.
+        # A record is remembered only once its reading is committed (or once the parser rejected
+        # it: the same bytes give the same answer), so a crash or a full store never loses one.
+        self._glucose = config.format == "ble-glucose"
+        self._records_path = records_path if self._glucose else None
         self._records: list[int] = []
         if self._records_path is not None:
             self._records = _load_ints(self._records_path)
             link.seen_glucose(self._records)
-            link.on_new_record = self._remember
+
+    def _create_parser(self) -> Parser:
+        return self.link.create_parser()
+
+    def _value(self, value: bytes) -> None:
+        """One characteristic value: feed it; for a glucose record, settle it after commit."""
+        seq = self.link.glucose_record(value) if self._glucose else None
+        delivery = self._data(value)
+        if seq is None:
+            return
+        if delivery.parser_failed:
+            self.link.record_settled(seq, committed=False)  # fetched again on the next connection
+        elif not delivery.measurements:
+            self._record_done(seq)  # rejected (control solution...): nothing to commit, ever
+        elif delivery.commit is None:
+            self.link.record_settled(seq, committed=False)  # nothing was queued
+        else:
+            delivery.commit.add_done_callback(lambda fut: self._committed(seq, fut))
+
+    def _committed(self, seq: int, fut: asyncio.Future[int]) -> None:
+        if not fut.cancelled() and fut.exception() is None and fut.result() > 0:
+            self._record_done(seq)
+        else:  # the store failed or dropped it: not remembered, so the meter sends it again
+            self.link.record_settled(seq, committed=False)
+
+    def _record_done(self, seq: int) -> None:
+        self.link.record_settled(seq, committed=True)
+        if self._records_path is not None:
+            self._remember(seq)
 
     def _remember(self, seq: int) -> None:
         assert self._records_path is not None
@@ -239,16 +430,15 @@ class BleSession(DeviceSession):
                     continue
                 self._set_state(DeviceState.CONNECTED, self.link.backend.description)
                 # A scale's resolution comes from its Feature characteristic, read on connect.
-                stats = self.parser.stats
-                self.parser = self.link.create_parser()
-                self.parser.stats = stats
+                self._replace_parser()
                 try:
                     async for value in self.link.values():
-                        self._data(value)
+                        self._value(value)
                 except TransportError as exc:
                     self._lost(exc)
                 await asyncio.sleep(self._backoff.next_delay())
         finally:
+            self._flush_logs(force=True)
             self._set_state(DeviceState.STOPPED)
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -32,6 +32,15 @@ log = logging.getLogger("edge_agent.agent")
 
 SCORING_TICK_S = 5.0
 STATUS_DEBOUNCE_S = 0.5
+
+T = TypeVar("T")
+
+
+def started(value: T | None, part: str) -> T:
+    """What a part made in ``start``; a clear error when it is asked for before that."""
+    if value is None:
+        raise RuntimeError(f"{part} not started")
+    return value
 
 
 class StateDirPart:
@@ -66,9 +75,7 @@ class StorePart:
 
     @property
     def store(self) -> BufferStore:
-        if self._store is None:
-            raise RuntimeError("store not started")
-        return self._store
+        return started(self._store, "store")
 
     def _open(self) -> BufferStore:
         cfg = self.config
@@ -143,9 +150,7 @@ class ScoringPart:
 
     @property
     def scorer(self) -> Scorer:
-        if self._scorer is None:
-            raise RuntimeError("scoring not started")
-        return self._scorer
+        return started(self._scorer, "scoring")
 
     def _build(self) -> Scorer:
         from edge_agent.scoring import build_scorer
@@ -198,9 +203,7 @@ class PipelinePart:
 
     @property
     def pipeline(self) -> Pipeline:
-        if self._pipeline is None:
-            raise RuntimeError("pipeline not started")
-        return self._pipeline
+        return started(self._pipeline, "pipeline")
 
     async def start(self) -> None:
         self._pipeline = Pipeline(

@@ -1,12 +1,35 @@
-"""Shared test helpers that are not pytest fixtures: real filesystems of a given size or mode."""
+"""Shared test helpers that are not pytest fixtures: real stores, real filesystems of a given size
+or mode."""
 
 from __future__ import annotations
 
 import contextlib
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
+
+from edge_agent.config import StoreConfig
+from edge_agent.store import BufferStore
+
+
+@contextlib.contextmanager
+def real_store(
+    directory: Path, *, gateway_id: str, clock: Callable[[], datetime] | None = None
+) -> Iterator[BufferStore]:
+    """A real encrypted buffer (SQLite file and keystore) in ``directory``, closed afterwards."""
+    store = BufferStore.open(
+        directory / "buffer.sqlite3",
+        gateway_id=gateway_id,
+        keystore_path=directory / "keystore.json",
+        config=StoreConfig(),
+        clock=clock,
+    )
+    try:
+        yield store
+    finally:
+        store.close()
 
 
 @contextlib.contextmanager

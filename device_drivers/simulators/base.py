@@ -56,20 +56,34 @@ class PatientState:
     unplug: bool = False  # the cable is pulled for this second
 
 
+# Scenario timing: (cycle, event start, event end), seconds of device time. Most scenarios use a
+# 60 s cycle with a 32 s event. Tachycardia and bradycardia are *sustained* events: the agent's
+# detector wants the rate beyond its threshold for 60 s (scoring tachycardia_s / bradycardia_s,
+# models/events.py) with samples at most 15 s apart, so their event lasts 112 s of a 180 s cycle
+# (about 108 s beyond the threshold after the 4 s ramp): long enough to raise the alert with
+# margin, and it still recovers and repeats in a long demo.
+SCENARIO_TIMING: dict[str, tuple[int, int, int]] = {
+    "tachycardia": (180, 8, 120),
+    "bradycardia": (180, 8, 120),
+}
+DEFAULT_TIMING = (60, 8, 40)
+
+
 def patient_timeline(scenario: str, seed: int = 0) -> Iterator[PatientState]:
     """An endless 1 Hz timeline for ``scenario``; deterministic for a seed.
 
-    The cycles are 60 s: about 10 s of baseline, then the event, then recovery, so a short demo
-    run sees the event early and a long one sees it repeat.
+    Each cycle (:data:`SCENARIO_TIMING`, 60 s by default) has about 8 s of baseline, then the
+    event, then recovery, so a short demo run sees the event early and a long one sees it repeat.
     """
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}; known: {', '.join(SCENARIOS)}")
     rng = random.Random(seed)
+    cycle, start, stop = SCENARIO_TIMING.get(scenario, DEFAULT_TIMING)
     t = 0
     while True:
-        phase = t % 60
-        event = 8 <= phase < 40  # the event window of each cycle
-        ramp = min(1.0, (phase - 8) / 4) if event else 0.0  # 4 s ramp into the event
+        phase = t % cycle
+        event = start <= phase < stop  # the event window of each cycle
+        ramp = min(1.0, (phase - start) / 4) if event else 0.0  # 4 s ramp into the event
         s = PatientState(
             t=float(t),
             spo2=round(97 + rng.uniform(-1, 1)),

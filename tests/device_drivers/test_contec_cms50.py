@@ -1,7 +1,7 @@
 """contec-cms50 legacy stream: protocols.md §2.3 examples, decimation, probe off, resync."""
 
 from device_drivers import encoders as enc
-from device_drivers.contec_cms50 import PACKETS_PER_READING, ContecCms50Parser
+from device_drivers.contec_cms50 import LOCK_FRAMES, PACKETS_PER_READING, ContecCms50Parser
 from device_drivers.records import Vital
 
 
@@ -44,9 +44,13 @@ def test_finger_inserted_mid_window() -> None:
 
 
 def test_resync_after_garbage() -> None:
+    # After garbage the parser accepts packets only once LOCK_FRAMES follow each other (it
+    # used to accept a single packet: this test fed one; by the lock-on rule it needs five).
     p = ContecCms50Parser()
-    out = p.feed(b"\x01\x02\xff\xfe" + enc.contec_packet(72, 97))
+    assert p.feed(b"\x01\x02\xff\xfe" + enc.contec_packet(72, 97) * (LOCK_FRAMES - 1)) == []
+    out = p.feed(enc.contec_packet(72, 97))
     assert len(out) == 2 and p.stats.rejected["sync_lost"] == 1 and p.stats.bytes_discarded == 4
+    assert p.stats.frames_ok == LOCK_FRAMES
 
 
 def test_spo2_dropping_in_extra() -> None:

@@ -12,26 +12,19 @@ import pytest
 
 from device_drivers.records import Reading, Vital
 from edge_agent.alert_recorder import AlertRecorder
-from edge_agent.config import StoreConfig
 from edge_agent.safety_net import ScorerWithSafetyNet, SpO2SafetyNet
 from edge_agent.scoring import build_scorer
 from edge_agent.scoring.settings import ScoringSettings
 from edge_agent.store import BufferStore
+from tests.fixtures import real_store
 
 T0 = datetime(2031, 3, 4, 5, 6, 7, tzinfo=UTC)  # any date: the clock is pinned
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[BufferStore]:
-    s = BufferStore.open(
-        tmp_path / "b.sqlite3",
-        gateway_id="gw-rec",
-        keystore_path=tmp_path / "ks.json",
-        config=StoreConfig(),
-        clock=lambda: T0,
-    )
-    yield s
-    s.close()
+    with real_store(tmp_path, gateway_id="gw-rec", clock=lambda: T0) as s:
+        yield s
 
 
 def spo2(seq: int, value: float, patient: str = "PATIENT-777") -> Reading:

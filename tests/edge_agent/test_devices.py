@@ -164,8 +164,17 @@ def test_glucose_records_are_not_delivered_twice_across_restarts(tmp_path: Path)
 
     async def one_run() -> list[Measurement]:
         got: list[Measurement] = []
+
+        def sink(device_id: str, ms: list[Measurement], at: datetime) -> asyncio.Future[int]:
+            # The pipeline's contract: a future of the count committed. (This test's sink used to
+            # return None; a record is now remembered only after its batch committed.)
+            got.extend(ms)
+            done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+            done.set_result(len(ms))
+            return done
+
         link = BleDeviceLink.replay("glucose_meter.json", "ble-glucose", speed=50.0, then="idle")
-        session = BleSession(cfg, lambda d, ms, at: got.extend(ms), lambda s: None, link=link, records_path=records)
+        session = BleSession(cfg, sink, lambda s: None, link=link, records_path=records)
         task = asyncio.create_task(session.run())
         await asyncio.sleep(1.0)
         task.cancel()

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from device_drivers.records import UNITS, Quality, Reading, Vital
-from edge_agent.config import StoreConfig
 from edge_agent.scoring import Scorer, ScoringSettings, build_scorer
 from edge_agent.store import BufferStore
+from tests.fixtures import real_store as open_real_store
 
 # tests/ has no packages and ``conftest`` is taken by tests/conftest.py: make the helpers importable.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -56,14 +56,8 @@ def make_reading() -> MakeReading:
 
 @pytest.fixture
 def real_store(tmp_path: Path) -> Iterator[BufferStore]:
-    store = BufferStore.open(
-        tmp_path / "buffer.sqlite3",
-        gateway_id="gw-t",
-        keystore_path=tmp_path / "keystore.json",
-        config=StoreConfig(),
-    )
-    yield store
-    store.close()
+    with open_real_store(tmp_path, gateway_id="gw-t", clock=lambda: T0) as store:
+        yield store
 
 
 @pytest.fixture

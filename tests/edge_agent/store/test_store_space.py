@@ -3,13 +3,9 @@ test may mount one, else SQLite's max_page_count as the hard limit)."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sqlite3
-import subprocess
-import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -18,29 +14,9 @@ import pytest
 from device_drivers.records import Reading
 from edge_agent.config import StoreConfig
 from edge_agent.store import BufferStore
+from tests.fixtures import small_tmpfs
 
 from .conftest import GW, T0, Clock, OpenStore, make_reading, spot
-
-
-@contextlib.contextmanager
-def small_fs(base: Path, size_kb: int) -> Iterator[Path | None]:
-    """A size-limited tmpfs mounted under ``base``; None when this process may not mount."""
-    mnt = base / f"fs-{uuid.uuid4().hex[:8]}"
-    mnt.mkdir()
-    try:
-        done = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", f"size={size_kb}k,mode=0700", "tmpfs", str(mnt)], capture_output=True
-        )
-    except OSError:
-        yield None
-        return
-    if done.returncode != 0:
-        yield None
-        return
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def _stream(start: int, n: int, t0_s: int) -> list[Reading]:
@@ -111,7 +87,7 @@ def _disk_full_then_space_returns(
 
 
 def test_filesystem_full_then_space_returns(tmp_path: Path) -> None:
-    with small_fs(tmp_path, 1536) as mnt:
+    with small_tmpfs(tmp_path, 1536) as mnt:
         if mnt is None:
             pytest.skip("cannot mount a tmpfs here; test_max_page_count_full_then_space_returns covers the same path")
         ballast = mnt / "ballast"
