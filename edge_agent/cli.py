@@ -195,6 +195,11 @@ def _print_status(status: dict[str, Any], running: bool, age: float | None) -> N
         f"backlog: {status['backlog']['pending']} readings pending sync, oldest "
         f"{_age(status['backlog']['oldest_pending_age_s'])}"
     )
+    if status["backlog"].get("dead_letter"):
+        print(
+            f"WARNING: {status['backlog']['dead_letter']} buffered readings failed to decrypt (tampered or "
+            "damaged) and will not be sent; see docs/storage.md"
+        )
     print(f"sync: {status['sync']['state']}, last sync {status['sync']['last_sync_at'] or 'never'}")
     print(
         f"disk: {store.get('bytes_on_disk', 0) / 1e6:.1f} MB buffer"

@@ -128,7 +128,11 @@ class StorePart:
         store = {**dataclasses.asdict(stats), "quarantined": self.quarantined}
         return {
             "store": store,
-            "backlog": {"pending": stats.pending, "oldest_pending_age_s": stats.oldest_pending_age_s},
+            "backlog": {
+                "pending": stats.pending,
+                "oldest_pending_age_s": stats.oldest_pending_age_s,
+                "dead_letter": stats.dead_letter,  # rows that failed to decrypt: never sent, reported
+            },
         }
 
 

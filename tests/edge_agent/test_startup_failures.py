@@ -121,6 +121,33 @@ def test_a_later_failure_closes_the_store_and_keeps_the_real_error(tmp_path: Pat
         assert db.execute("SELECT value FROM meta WHERE key = 'clean_shutdown'").fetchone()[0] == "1"
 
 
+@pytest.mark.parametrize(
+    ("extra", "key"),
+    [
+        (SIM_DEVICE.replace('speed = 20', 'scenario = "desat"'), "devices[0].scenario"),
+        ('[[devices]]\nid = "cuff"\nformat = "ble-blood-pressure"\ntransport = "simulated"\n', "devices[0]"),
+        ("[alerts]\nspo2_low = nan\n", "alerts.spo2_low"),
+        ("[store]\ngroup_commit_ms = 1e12\n", "store.group_commit_ms"),
+        ("[store]\nquota_mb = inf\n", "store.quota_mb"),
+    ],
+)
+def test_config_errors_exit_2_with_one_line_naming_the_key(tmp_path: Path, extra: str, key: str) -> None:
+    proc = run_agent(config(tmp_path, extra=extra))
+    assert proc.returncode == EXIT_USAGE, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"edge-agent: config error: {key}"), proc.stderr
+    assert not (tmp_path / "state").exists()  # nothing was created, so nothing is left behind
+
+
+def test_non_utf8_config_exits_2_naming_the_file(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    cfg.write_bytes(cfg.read_bytes().replace(b'"test"', b'"t\xe9st"'))  # Latin-1, as a Windows editor saves
+    proc = run_agent(cfg)
+    assert proc.returncode == EXIT_USAGE and "Traceback" not in proc.stderr, proc.stderr
+    assert str(cfg) in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
 def _status(cfg: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*AGENT, "status", "--config", str(cfg), *args], capture_output=True, text=True, timeout=60)
 
