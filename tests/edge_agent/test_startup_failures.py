@@ -124,7 +124,7 @@ def test_a_later_failure_closes_the_store_and_keeps_the_real_error(tmp_path: Pat
 @pytest.mark.parametrize(
     ("extra", "key"),
     [
-        (SIM_DEVICE.replace('speed = 20', 'scenario = "desat"'), "devices[0].scenario"),
+        (SIM_DEVICE.replace("speed = 20", 'scenario = "desat"'), "devices[0].scenario"),
         ('[[devices]]\nid = "cuff"\nformat = "ble-blood-pressure"\ntransport = "simulated"\n', "devices[0]"),
         ("[alerts]\nspo2_low = nan\n", "alerts.spo2_low"),
         ("[store]\ngroup_commit_ms = 1e12\n", "store.group_commit_ms"),
