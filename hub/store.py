@@ -1,0 +1,292 @@
+"""The hub's store: every reading once by its uid, alerts at their highest revision, the fleet
+registry. One API over two engines: SQLite in a hub state directory (the embedded default) and
+PostgreSQL (a ``postgresql://`` URL) when several workers share the load (DESIGN §8).
+
+Exactly-once lives here: :meth:`HubStore.ingest` writes a batch in one transaction with
+``INSERT … ON CONFLICT (uid) DO NOTHING``, so the database, not a worker's memory, decides what is
+a duplicate. Any number of workers may ingest overlapping batches at the same time; each uid is
+stored once and each call learns how many of its readings were new.
+
+    store = open_store("/var/lib/station-edge-hub")          # or "postgresql://hub@db/hub"
+    result = store.ingest("gw-0001", batch_id, readings)      # IngestResult(stored=.., duplicates=..)
+"""
+
+from __future__ import annotations
+
+import abc
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Protocol, Self
+
+from device_drivers.records import Quality, Reading, Vital
+from hub.errors import StoreError, StoreOperatorError
+
+__all__ = [
+    "SQLITE_FILE",
+    "AlertLike",
+    "GatewayRecord",
+    "HubStore",
+    "IngestResult",
+    "StoreError",
+    "StoreOperatorError",
+    "StoredAlert",
+    "StoredReading",
+    "is_postgres_url",
+    "open_store",
+    "redact_url",
+]
+
+SQLITE_FILE = "hub.sqlite3"
+# The readings table's columns, in the order both engines select and insert them.
+READING_COLUMNS = (
+    "uid",
+    "gateway_id",
+    "seq",
+    "vital",
+    "value",
+    "unit",
+    "measured_at",
+    "received_at",
+    "device_id",
+    "source_format",
+    "patient_id",
+    "flags",
+    "extra",
+    "clock_from_device",
+    "batch_id",
+    "ingested_at",
+)
+READING_COLUMN_LIST = ", ".join(READING_COLUMNS)
+PAGE_SIZE = 1000  # rows per query page of iter_readings (keyset pagination: no long-lived cursor)
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    """What one ingest call did: ``stored`` rows were new, ``duplicates`` were already there
+    (or, for alerts, not newer than the stored revision)."""
+
+    stored: int
+    duplicates: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredReading:
+    """A reading as the hub keeps it: the reading plus where and when it arrived."""
+
+    reading: Reading
+    gateway_id: str
+    batch_id: str
+    ingested_at: datetime
+
+
+class AlertLike(Protocol):
+    """An alert revision as it arrives (``wire.messages.AlertRecord`` has this shape)."""
+
+    @property
+    def alert_id(self) -> str: ...
+    @property
+    def rev(self) -> int: ...
+    @property
+    def payload(self) -> Mapping[str, object]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAlert:
+    alert_id: str
+    gateway_id: str
+    rev: int
+    payload: dict[str, object]
+    batch_id: str
+    ingested_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayRecord:
+    """One row of the fleet registry: the gateway's last status document and when it came."""
+
+    gateway_id: str
+    province: str | None
+    online: bool
+    last_seen: datetime
+    status: dict[str, object]
+
+
+def utc(dt: datetime) -> datetime:
+    """``dt`` in UTC; a naive datetime is taken to be UTC already."""
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+
+
+def alert_fields(payload: Mapping[str, object]) -> tuple[str | None, str | None, str | None]:
+    """(kind, level, state) of an alert payload, for queries; None where absent."""
+
+    def text(key: str) -> str | None:
+        value = payload.get(key)
+        return None if value is None else str(value)
+
+    return text("kind"), text("level"), text("state")
+
+
+def newest_alerts(alerts: Sequence[AlertLike]) -> list[AlertLike]:
+    """One alert per id (the highest revision in the batch), sorted by id (a stable lock order)."""
+    best: dict[str, AlertLike] = {}
+    for a in alerts:
+        cur = best.get(a.alert_id)
+        if cur is None or a.rev > cur.rev:
+            best[a.alert_id] = a
+    return [best[k] for k in sorted(best)]
+
+
+def make_reading(
+    *,
+    uid: str,
+    seq: int,
+    vital: str,
+    value: float,
+    unit: str,
+    measured_at: datetime,
+    received_at: datetime,
+    device_id: str,
+    source_format: str,
+    clock_from_device: bool,
+    patient_id: str | None,
+    flags: Sequence[str],
+    extra: Mapping[str, str | int | float | bool],
+) -> Reading:
+    return Reading(
+        uid=uid,
+        seq=int(seq),
+        vital=Vital(vital),
+        value=float(value),
+        unit=unit,
+        measured_at=measured_at,
+        received_at=received_at,
+        device_id=device_id,
+        source_format=source_format,
+        clock_from_device=bool(clock_from_device),
+        patient_id=patient_id,
+        flags=frozenset(Quality(f) for f in flags),
+        extra=tuple(sorted(extra.items())),
+    )
+
+
+def stored_reading_from_row(
+    row: Sequence[Any], *, to_time: Callable[[Any], datetime], from_json: Callable[[Any], Any]
+) -> StoredReading:
+    """A row in READING_COLUMNS order as a StoredReading (the engine says how it keeps times and JSON)."""
+    d = dict(zip(READING_COLUMNS, row, strict=True))
+    reading = make_reading(
+        uid=d["uid"],
+        seq=d["seq"],
+        vital=d["vital"],
+        value=d["value"],
+        unit=d["unit"],
+        measured_at=to_time(d["measured_at"]),
+        received_at=to_time(d["received_at"]),
+        device_id=d["device_id"],
+        source_format=d["source_format"],
+        clock_from_device=bool(d["clock_from_device"]),
+        patient_id=d["patient_id"],
+        flags=from_json(d["flags"]),
+        extra=from_json(d["extra"]),
+    )
+    return StoredReading(reading, d["gateway_id"], d["batch_id"], to_time(d["ingested_at"]))
+
+
+class HubStore(abc.ABC):
+    """The store's API; :func:`open_store` returns the engine's implementation.
+
+    Thread-safe: one instance may be shared by threads (calls are serialised on its one
+    connection), and any number of instances, in any number of processes, may use the same
+    database at once.
+    """
+
+    backend: str  # "sqlite" | "postgresql"
+    location: str  # the directory, or the URL without its password (safe to log)
+
+    @abc.abstractmethod
+    def ingest(
+        self, gateway_id: str, batch_id: str, readings: Sequence[Reading], *, now: datetime | None = None
+    ) -> IngestResult:
+        """Store the readings of one batch in ONE transaction, each uid once; committed on return.
+
+        ``now`` is the ingest time recorded on new rows (default: the wall clock)."""
+
+    @abc.abstractmethod
+    def ingest_alerts(
+        self, gateway_id: str, batch_id: str, alerts: Sequence[AlertLike], *, now: datetime | None = None
+    ) -> IngestResult:
+        """Store alert revisions in one transaction: a row per alert id, the highest revision kept.
+
+        A revision is ``stored`` when it is new or newer than the stored one; an alert id that
+        another gateway already owns is never overwritten (counted as a duplicate)."""
+
+    @abc.abstractmethod
+    def record_status(
+        self, gateway_id: str, doc: Mapping[str, object], *, province: str | None = None, now: datetime | None = None
+    ) -> None:
+        """Keep a gateway's latest status document (its heartbeat or last will) in the registry."""
+
+    @abc.abstractmethod
+    def gateways(self) -> list[GatewayRecord]:
+        """The fleet registry, ordered by gateway id."""
+
+    @abc.abstractmethod
+    def count_readings(self, gateway_id: str | None = None) -> int: ...
+
+    @abc.abstractmethod
+    def uids(self, gateway_id: str | None = None) -> set[str]: ...
+
+    @abc.abstractmethod
+    def iter_readings(self, since: datetime | None = None) -> Iterator[StoredReading]:
+        """Every stored reading ingested at or after ``since`` (all when None), ordered by
+        (gateway id, seq), read in pages: memory stays bounded however large the store."""
+
+    @abc.abstractmethod
+    def alerts(self, gateway_id: str | None = None) -> list[StoredAlert]:
+        """Stored alerts (their highest revision), ordered by alert id."""
+
+    @abc.abstractmethod
+    def schema_version(self) -> int: ...
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def is_postgres_url(spec: str) -> bool:
+    return spec.startswith(("postgresql://", "postgres://"))
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (for logs and error messages)."""
+    return re.sub(r"(://[^/:@]*:)[^@/]*@", r"\1***@", url)
+
+
+def open_store(spec: str | Path, *, create: bool = True) -> HubStore:
+    """Open (and migrate) the store that ``spec`` names.
+
+    ``spec`` is a directory (the SQLite file ``<dir>/hub.sqlite3``, WAL, ``synchronous=FULL``;
+    the directory is made, mode 0700, when ``create``) or a ``postgresql://`` URL. Raises
+    :class:`StoreOperatorError` when only an operator can fix it (not a directory, unreadable,
+    schema newer than this code, ``create`` off and nothing there) and :class:`StoreError` when
+    retrying may help (database server down).
+    """
+    text = str(spec)
+    if is_postgres_url(text):
+        from hub.store_postgres import PostgresStore
+
+        return PostgresStore.open(text)
+    from hub.store_sqlite import SqliteStore
+
+    return SqliteStore.open(Path(text), create=create)

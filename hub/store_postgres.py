@@ -1,0 +1,318 @@
+"""The hub store on PostgreSQL (psycopg 3), for several ingest workers on one database.
+
+A batch goes in with one ``COPY`` into a session temporary table and one ``INSERT … SELECT …
+ORDER BY uid ON CONFLICT (uid) DO NOTHING``, in one transaction: the database dedupes, not the
+worker (DESIGN §8). Rows are inserted in uid order, so two workers writing overlapping batches
+wait for each other instead of deadlocking; a deadlock or serialization failure that happens
+anyway is retried. A lost connection is reopened on the next call.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg.types.json import Jsonb
+
+from device_drivers.records import Reading
+from hub.errors import StoreError, StoreOperatorError
+from hub.schema import LATEST, MIGRATIONS, PG_MIGRATIONS_TABLE
+from hub.store import (
+    PAGE_SIZE,
+    READING_COLUMN_LIST,
+    AlertLike,
+    GatewayRecord,
+    HubStore,
+    IngestResult,
+    StoredAlert,
+    StoredReading,
+    alert_fields,
+    newest_alerts,
+    redact_url,
+    stored_reading_from_row,
+    utc,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+MIGRATION_LOCK = 0x5E_4855_4201  # pg_advisory_xact_lock key: one migrating worker at a time
+RETRIES = 5  # deadlock / serialization failure retries per call
+CONNECT_TIMEOUT_S = 10
+
+_READING_COLUMNS = READING_COLUMN_LIST
+_TEMP_TABLE = (
+    "CREATE TEMP TABLE IF NOT EXISTS incoming_readings (LIKE readings INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+)
+_MERGE = (
+    f"INSERT INTO readings ({_READING_COLUMNS}) SELECT {_READING_COLUMNS} FROM incoming_readings "
+    "ORDER BY uid ON CONFLICT (uid) DO NOTHING"
+)
+_UPSERT_ALERT = (
+    "INSERT INTO alerts (alert_id, gateway_id, rev, kind, level, state, payload, batch_id, ingested_at) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
+    "ON CONFLICT (alert_id) DO UPDATE SET rev = excluded.rev, kind = excluded.kind, level = excluded.level, "
+    "state = excluded.state, payload = excluded.payload, batch_id = excluded.batch_id, "
+    "ingested_at = excluded.ingested_at "
+    "WHERE excluded.rev > alerts.rev AND excluded.gateway_id = alerts.gateway_id"
+)
+# SQLSTATE classes that retrying cannot fix: bad credentials, no such database, no privilege.
+_OPERATOR_SQLSTATES = {"28000", "28P01", "3D000", "42501"}
+
+
+def _json(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True, allow_nan=False)
+
+
+class PostgresStore(HubStore):
+    backend = "postgresql"
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self.location = redact_url(url)
+        self._lock = threading.Lock()
+        self._conn: psycopg.Connection[tuple[Any, ...]] | None = None
+
+    @classmethod
+    def open(cls, url: str) -> PostgresStore:
+        store = cls(url)
+        with store._lock:
+            store._migrate(store._connection())
+        return store
+
+    # -- connection ---------------------------------------------------------------------------
+
+    def _connection(self) -> psycopg.Connection[tuple[Any, ...]]:
+        conn = self._conn
+        if conn is not None and not conn.closed and not conn.broken:
+            return conn
+        if conn is not None:
+            conn.close()
+            self._conn = None
+        try:
+            conn = psycopg.connect(self._url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
+        except psycopg.Error as exc:
+            state = getattr(exc, "sqlstate", None)
+            text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if state in _OPERATOR_SQLSTATES or "does not exist" in text or "authentication failed" in text:
+                raise StoreOperatorError(
+                    f"cannot use the hub database {self.location}: {text}", "check the URL, the database and the role"
+                ) from exc
+            raise StoreError(f"cannot reach the hub database {self.location}: {text}") from exc
+        try:
+            if self._schema_present(conn):  # a reconnect: open() creates it after migrating
+                conn.execute(_TEMP_TABLE)
+        except psycopg.Error as exc:
+            conn.close()
+            raise StoreError(f"hub database {self.location}: {exc}") from exc
+        self._conn = conn
+        return conn
+
+    @staticmethod
+    def _schema_present(conn: psycopg.Connection[tuple[Any, ...]]) -> bool:
+        row = conn.execute("SELECT to_regclass('readings') IS NOT NULL").fetchone()
+        return bool(row and row[0])
+
+    def _run(self, what: str, fn: Callable[[psycopg.Connection[tuple[Any, ...]]], T]) -> T:
+        """``fn(conn)`` under the lock, retried on deadlock / serialization failure; psycopg's
+        errors become :class:`StoreError`."""
+        with self._lock:
+            for attempt in range(RETRIES + 1):
+                conn = self._connection()
+                try:
+                    return fn(conn)
+                except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure) as exc:
+                    if attempt == RETRIES:
+                        raise StoreError(f"hub database {what}: {type(exc).__name__} after {RETRIES} retries") from exc
+                    log.warning("event=store_retry what=%s error=%s attempt=%d", what, type(exc).__name__, attempt + 1)
+                    time.sleep(0.01 * 2**attempt)
+                except psycopg.Error as exc:
+                    if getattr(exc, "sqlstate", None) in _OPERATOR_SQLSTATES:
+                        raise StoreOperatorError(f"hub database {what}: {exc}", "check the role's privileges") from exc
+                    raise StoreError(f"hub database {what} failed: {type(exc).__name__}: {exc}") from exc
+        raise AssertionError("unreachable")
+
+    # -- schema -------------------------------------------------------------------------------
+
+    def _migrate(self, conn: psycopg.Connection[tuple[Any, ...]]) -> None:
+        try:
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+                conn.execute(PG_MIGRATIONS_TABLE)
+                applied = {int(r[0]) for r in conn.execute("SELECT version FROM schema_migrations")}
+                if applied and max(applied) > LATEST:
+                    raise StoreOperatorError(
+                        f"hub database {self.location} has schema version {max(applied)}, "
+                        f"this hub knows up to {LATEST}",
+                        "run a newer edge-hub",
+                    )
+                for m in MIGRATIONS:
+                    if m.version in applied:
+                        continue
+                    for statement in m.postgresql:
+                        conn.execute(statement.encode())
+                    conn.execute(
+                        "INSERT INTO schema_migrations (version, description, applied_at) VALUES (%s, %s, %s)",
+                        (m.version, m.description, datetime.now(UTC)),
+                    )
+            conn.execute(_TEMP_TABLE)
+        except StoreOperatorError:
+            raise
+        except psycopg.Error as exc:
+            if getattr(exc, "sqlstate", None) in _OPERATOR_SQLSTATES:
+                raise StoreOperatorError(
+                    f"cannot migrate the hub database {self.location}: {exc}", "check the role"
+                ) from exc
+            raise StoreError(f"cannot migrate the hub database {self.location}: {exc}") from exc
+
+    def schema_version(self) -> int:
+        def q(conn: psycopg.Connection[tuple[Any, ...]]) -> int:
+            row = conn.execute("SELECT max(version) FROM schema_migrations").fetchone()
+            return int(row[0] or 0) if row else 0
+
+        return self._run("read", q)
+
+    # -- writes -------------------------------------------------------------------------------
+
+    def ingest(
+        self, gateway_id: str, batch_id: str, readings: Sequence[Reading], *, now: datetime | None = None
+    ) -> IngestResult:
+        if not readings:
+            return IngestResult(0, 0)
+        at = utc(now or datetime.now(UTC))
+        rows = [
+            (
+                r.uid,
+                gateway_id,
+                r.seq,
+                str(r.vital),
+                r.value,
+                r.unit,
+                utc(r.measured_at),
+                utc(r.received_at),
+                r.device_id,
+                r.source_format,
+                r.patient_id,
+                _json(sorted(str(f) for f in r.flags)),
+                _json(dict(r.extra)),
+                r.clock_from_device,
+                batch_id,
+                at,
+            )
+            for r in readings
+        ]
+
+        def write(conn: psycopg.Connection[tuple[Any, ...]]) -> int:
+            with conn.transaction(), conn.cursor() as cur:
+                with cur.copy(f"COPY incoming_readings ({_READING_COLUMNS}) FROM STDIN".encode()) as copy:
+                    for row in rows:
+                        copy.write_row(row)
+                cur.execute(_MERGE.encode())
+                return cur.rowcount
+
+        stored = self._run("ingest", write)
+        return IngestResult(stored, len(rows) - stored)
+
+    def ingest_alerts(
+        self, gateway_id: str, batch_id: str, alerts: Sequence[AlertLike], *, now: datetime | None = None
+    ) -> IngestResult:
+        if not alerts:
+            return IngestResult(0, 0)
+        at = utc(now or datetime.now(UTC))
+        rows = [
+            (a.alert_id, gateway_id, a.rev, *alert_fields(a.payload), Jsonb(dict(a.payload)), batch_id, at)
+            for a in newest_alerts(alerts)
+        ]
+
+        def write(conn: psycopg.Connection[tuple[Any, ...]]) -> int:
+            stored = 0
+            with conn.transaction(), conn.cursor() as cur:
+                for row in rows:
+                    cur.execute(_UPSERT_ALERT, row)
+                    stored += cur.rowcount
+            return stored
+
+        stored = self._run("ingest_alerts", write)
+        return IngestResult(stored, len(alerts) - stored)
+
+    def record_status(
+        self, gateway_id: str, doc: Mapping[str, object], *, province: str | None = None, now: datetime | None = None
+    ) -> None:
+        at = utc(now or datetime.now(UTC))
+
+        def write(conn: psycopg.Connection[tuple[Any, ...]]) -> None:
+            conn.execute(
+                "INSERT INTO gateways (gateway_id, province, online, last_seen, status) VALUES (%s, %s, %s, %s, %s) "
+                "ON CONFLICT (gateway_id) DO UPDATE SET province = coalesce(excluded.province, gateways.province), "
+                "online = excluded.online, last_seen = excluded.last_seen, status = excluded.status",
+                (gateway_id, province, bool(doc.get("online")), at, Jsonb(dict(doc))),
+            )
+
+        self._run("record_status", write)
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self._run("read", lambda conn: conn.execute(sql.encode(), params).fetchall())
+
+    def gateways(self) -> list[GatewayRecord]:
+        rows = self._query("SELECT gateway_id, province, online, last_seen, status FROM gateways ORDER BY gateway_id")
+        return [GatewayRecord(g, p, bool(o), utc(s), dict(d)) for g, p, o, s, d in rows]
+
+    def count_readings(self, gateway_id: str | None = None) -> int:
+        if gateway_id is None:
+            return int(self._query("SELECT count(*) FROM readings")[0][0])
+        return int(self._query("SELECT count(*) FROM readings WHERE gateway_id = %s", (gateway_id,))[0][0])
+
+    def uids(self, gateway_id: str | None = None) -> set[str]:
+        if gateway_id is None:
+            return {r[0] for r in self._query("SELECT uid FROM readings")}
+        return {r[0] for r in self._query("SELECT uid FROM readings WHERE gateway_id = %s", (gateway_id,))}
+
+    def iter_readings(self, since: datetime | None = None) -> Iterator[StoredReading]:
+        where = "" if since is None else "AND ingested_at >= %s"
+        extra_params: tuple[Any, ...] = () if since is None else (utc(since),)
+        key: tuple[str, int, str] = ("", -(2**63), "")
+        while True:
+            rows = self._query(
+                f"SELECT {_READING_COLUMNS} FROM readings WHERE (gateway_id, seq, uid) > (%s, %s, %s) {where} "
+                f"ORDER BY gateway_id, seq, uid LIMIT {PAGE_SIZE}",
+                (*key, *extra_params),
+            )
+            for row in rows:
+                yield _stored_reading(row)
+            if len(rows) < PAGE_SIZE:
+                return
+            last = rows[-1]
+            key = (last[1], last[2], last[0])
+
+    def alerts(self, gateway_id: str | None = None) -> list[StoredAlert]:
+        sql = "SELECT alert_id, gateway_id, rev, payload, batch_id, ingested_at FROM alerts"
+        rows = (
+            self._query(sql + " ORDER BY alert_id")
+            if gateway_id is None
+            else self._query(sql + " WHERE gateway_id = %s ORDER BY alert_id", (gateway_id,))
+        )
+        return [StoredAlert(a, g, int(r), dict(p), b, utc(t)) for a, g, r, p, b, t in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+
+def _identity(value: object) -> object:
+    return value  # psycopg loads jsonb already
+
+
+def _stored_reading(row: tuple[Any, ...]) -> StoredReading:
+    return stored_reading_from_row(row, to_time=utc, from_json=_identity)
