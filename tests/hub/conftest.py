@@ -3,6 +3,7 @@ database per test module, a fresh schema per test), skipped cleanly without a se
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +20,8 @@ def pg_database() -> Iterator[str]:
     """URL of a throwaway database for this test module (skips when there is no server)."""
     why = pg_available()
     if why:
+        if os.environ.get("CI"):  # CI starts PostgreSQL (.ci/run): a missing server is a failure there
+            pytest.fail(f"PostgreSQL is required in CI: {why}")
         pytest.skip(why)
     with throwaway_database() as url:
         yield url
