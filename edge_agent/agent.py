@@ -3,12 +3,13 @@
 Concurrency model (DESIGN §7): one asyncio loop owns the pipeline, scoring, events and every
 scheduled job. Blocking I/O sits at the edges with one explicit hand-off each: a worker thread per
 serial port, the store's group-commit writer thread (readings and alerts are committed through
-futures), the status writer's thread. Start order is state dir and pid file, store, scoring,
-status, pipeline, devices, scheduler; shutdown (SIGTERM/SIGINT) runs it backwards: jobs stop,
-sessions stop, everything already parsed is drained into the store, the last status is written,
+futures), the status writer's thread, and with ``[sync]`` paho's network thread and the sync's
+store worker (edge_agent.sync). Start order is state dir and pid file, store, scoring, status,
+pipeline, sync (when configured), devices, scheduler; shutdown (SIGTERM/SIGINT) runs it
+backwards: jobs stop, sessions stop, the sync sends what is pending for a few seconds and says
+"offline", everything already parsed is drained into the store, the last status is written,
 alerts in flight are committed, the store closes cleanly, the pid file goes, and systemd hears
-STOPPING=1. A failed start stops
-what had started, the same way, and raises the original error.
+STOPPING=1. A failed start stops what had started, the same way, and raises the original error.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from edge_agent.pipeline import Pipeline, Scorer
 from edge_agent.sdnotify import Notifier
 from edge_agent.state_files import PidFile, StatusFile
 from edge_agent.store import BufferStore
+from edge_agent.sync.component import FINAL_DRAIN_S, SyncPart
 
 log = logging.getLogger(__name__)
 
@@ -75,19 +77,27 @@ class Agent:
         events: EventHub | None = None,
         notifier: Notifier | None = None,
         clock: Callable[[], datetime] = utcnow,
+        final_sync_s: float | None = None,
     ) -> None:
+        """``final_sync_s``: how long a clean stop may spend sending what is pending (default: the
+        sync's own, a few seconds; the demo waits longer so that it ends with nothing pending)."""
         self.config = config
         self.events = events or EventHub()
         self.notifier = notifier or Notifier()
         self.clock = clock
         self.started_at = clock()
-        self.synced = 0
         self.status_file = StatusFile(config.state_dir / STATUS_FILE)
         self._store = StorePart(config, clock)
         self._scoring = ScoringPart(config, self._store, clock)
         self._pipeline = PipelinePart(config, self._store, self._scoring, self.events, clock)
         self._devices = DevicesPart(config, self._pipeline, self.events)
         self._status = StatusPart(self.status_file, self.status, self.events, config.scheduler.status_interval_s)
+        self._sync: SyncPart | None = None
+        if config.sync is not None:  # no [sync]: the gateway runs offline
+            drain = FINAL_DRAIN_S if final_sync_s is None else final_sync_s
+            self._sync = SyncPart(
+                config, lambda: self._store.store, self.events, self.status, clock, final_drain_s=drain
+            )
         components: list[Component] = [
             StateDirPart(config.state_dir, PidFile(config.state_dir / PID_FILE)),
             self._store,
@@ -95,6 +105,9 @@ class Agent:
             # status stops after the devices and the pipeline (its last write counts everything
             # drained into the store) and before the store closes
             self._status,
+            # the sync stops after the devices and after the pipeline's drain, so its final sync at
+            # a clean stop sends everything they produced; then the last status is written
+            *([self._sync] if self._sync is not None else []),
             self._pipeline,
             self._devices,
             SchedulerPart(lambda: self.lifecycle),
@@ -121,6 +134,15 @@ class Agent:
     @property
     def quarantined(self) -> str | None:
         return self._store.quarantined
+
+    @property
+    def sync(self) -> SyncPart | None:
+        return self._sync
+
+    @property
+    def synced(self) -> int:
+        """Readings the hub acknowledged in this run (0 when offline)."""
+        return 0 if self._sync is None else self._sync.synced
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> RunSummary:
@@ -174,7 +196,8 @@ class Agent:
             "written_at": self.clock().isoformat(),
             "started_at": self.started_at.isoformat(),
             "pid": os.getpid(),
-            "sync": {"synced": self.synced, "last_sync_at": None, "state": "not configured"},
+            # replaced by SyncPart's report when [sync] is configured
+            "sync": {"configured": False, "state": "offline", "synced": 0, "last_sync_at": None, "last_ack_at": None},
         }
         doc.update(self.lifecycle.report())
         doc["status_file"] = {

@@ -200,7 +200,7 @@ def _print_status(status: dict[str, Any], running: bool, age: float | None) -> N
             f"WARNING: {status['backlog']['dead_letter']} buffered readings failed to decrypt (tampered or "
             "damaged) and will not be sent; see docs/storage.md"
         )
-    print(f"sync: {status['sync']['state']}, last sync {status['sync']['last_sync_at'] or 'never'}")
+    _print_sync(status.get("sync", {}))
     print(
         f"disk: {store.get('bytes_on_disk', 0) / 1e6:.1f} MB buffer"
         + ("  DISK FULL" if store.get("disk_full") else "")
@@ -226,6 +226,46 @@ def _print_status(status: dict[str, Any], running: bool, age: float | None) -> N
             f"device {dev['id']:<14} {dev['format']:<20} {dev['state']:<12} {dev['measurements']} readings"
             + (f"  ({dev['detail']})" if dev.get("detail") else "")
         )
+
+
+def _print_sync(sync: dict[str, Any]) -> None:
+    """The sync section: state and since when, last ack, batches in flight (the backlog and its
+    oldest age are on the line above)."""
+    if not sync.get("configured"):
+        print("sync: offline (no [sync] in the config; readings stay pending)")
+        return
+    state = sync.get("state", "?")
+    print(
+        f"sync: {state} since {_when(sync.get('since'))} to {sync.get('broker', '?')}; "
+        f"last ack {_when(sync.get('last_ack_at'))}; {sync.get('batches_in_flight', 0)} batches in flight; "
+        f"{sync.get('synced', 0)} readings synced this run"
+    )
+    if state == "auth_refused":
+        print(
+            f"SYNC REFUSED: {sync.get('last_error') or 'unknown reason'}; an operator must act (gateway "
+            "certificate or key, hub keys, CA, or the broker's ACL; see docs/config.md [sync])"
+        )
+    elif state != "connected" and sync.get("last_error"):
+        print(f"sync: last error: {sync['last_error']}")
+    if sync.get("rejected_batches"):
+        print(
+            f"WARNING: the hub rejected {sync['rejected_batches']} batches; their readings stay pending "
+            "(see the agent's log, event=sync_batch_rejected)"
+        )
+
+
+def _when(iso: object) -> str:
+    """An ISO time as 'TIME (N s ago)', or 'never'."""
+    if not iso:
+        return "never"
+    try:
+        then = datetime.fromisoformat(str(iso))
+    except ValueError:
+        return str(iso)
+    if then.tzinfo is None:
+        return str(iso)
+    ago = (datetime.now(UTC) - then).total_seconds()
+    return f"{then.isoformat(timespec='seconds')} ({_age(max(0.0, ago))} ago)"
 
 
 def _age(seconds: float | None) -> str:

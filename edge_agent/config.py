@@ -13,6 +13,7 @@ The dataclasses themselves do not re-validate (code and tests build them directl
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import re
 import tomllib
 import unicodedata
@@ -20,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from device_drivers.ble import CAPTURES_DIR, load_capture
@@ -122,6 +124,70 @@ class SchedulerConfig:
     retention_interval_s: float = 3600.0
 
 
+# MQTT's own limits: Keep Alive is a two-byte integer, Session Expiry Interval a four-byte one
+# (0xFFFFFFFF: the session never expires).
+MQTT_MAX_KEEPALIVE = 65_535
+MQTT_SESSION_NEVER_EXPIRES = 4_294_967_295
+SYNC_SCHEMES = ("mqtts",)
+SYNC_DEFAULT_PORT = 8883
+
+
+@dataclass(frozen=True, slots=True)
+class SyncConfig:
+    """``[sync]``: the MQTT link to the provincial hub (DESIGN §5). No ``[sync]`` table: the
+    gateway runs offline and every reading stays pending.
+
+    ``broker`` is ``mqtts://host[:port]`` (TLS only; port 8883 by default). ``ca`` verifies the
+    broker, ``cert``/``key`` are the gateway's client certificate (CN = gateway id) and its key,
+    ``hub_keys`` is the hub's public keys JSON (sealing and ack-signing keys). Batches hold at
+    most ``batch_max`` readings and wait at most ``batch_max_age_s`` for more; at most
+    ``in_flight`` are sent and not yet acknowledged by the hub."""
+
+    broker: str
+    ca: Path
+    cert: Path
+    key: Path
+    hub_keys: Path
+    batch_max: int = 500
+    batch_max_age_s: float = 5.0
+    in_flight: int = 4
+    heartbeat_s: float = 60.0
+    keepalive_s: int = 60
+    session_expiry_s: int = 7 * 24 * 3600
+
+    @property
+    def host(self) -> str:
+        return broker_address(self.broker)[0]
+
+    @property
+    def port(self) -> int:
+        return broker_address(self.broker)[1]
+
+
+def broker_address(url: str) -> tuple[str, int]:
+    """``mqtts://host[:port]`` -> (host, port); raises ValueError saying what is wrong."""
+    parts = urlsplit(url)
+    if parts.scheme not in SYNC_SCHEMES:
+        raise ValueError(f"must be mqtts://host[:port] (TLS only), got {url!r}")
+    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username or parts.password:
+        raise ValueError(f"must be mqtts://host[:port] with nothing after the port, got {url!r}")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"port must be a number from 1 to 65535, got {url!r}") from None
+    host = parts.hostname or ""
+    if not host:
+        raise ValueError(f"has no host, got {url!r}")
+    if ":" in host:  # an IPv6 literal ([::1]) must be one
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"{host!r} is not an IPv6 address") from None
+    if port == 0:
+        raise ValueError(f"port must be a number from 1 to 65535, got {url!r}")
+    return host, SYNC_DEFAULT_PORT if port is None else port
+
+
 @dataclass(frozen=True, slots=True)
 class AgentConfig:
     version: int
@@ -132,6 +198,7 @@ class AgentConfig:
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     scoring: ScoringSettings = field(default_factory=ScoringSettings)
     models_dir: Path | None = None  # signed model manifests; default: the shipped models/built
+    sync: SyncConfig | None = None  # None: no [sync] table, the gateway runs offline
     source: Path | None = None
 
     @property
@@ -197,8 +264,22 @@ def _rules() -> dict[str, NumberRule]:
         (AlertConfig, "alerts", "spo2_low", 50, 100),
         (SchedulerConfig, "scheduler", "status_interval_s", 1, DAY),
         (SchedulerConfig, "scheduler", "retention_interval_s", 60, DAY),
+        (SyncConfig, "sync", "batch_max_age_s", 0, 3600),
+        (SyncConfig, "sync", "heartbeat_s", 5, DAY),
     ]
     rules = [NumberRule(f"{section}.{name}", _default(cls, name), lo, hi) for cls, section, name, lo, hi in own]
+    integers: list[tuple[type, str, str, float, float]] = [
+        # batch_max: a batch of 5,000 readings seals to well under the 4 MiB envelope bound
+        (SyncConfig, "sync", "batch_max", 1, 5000),
+        # in_flight: the buffer holds at most 8 leased batches (BufferStore max_in_flight)
+        (SyncConfig, "sync", "in_flight", 1, 8),
+        (SyncConfig, "sync", "keepalive_s", 5, MQTT_MAX_KEEPALIVE),
+        (SyncConfig, "sync", "session_expiry_s", 60, MQTT_SESSION_NEVER_EXPIRES),
+    ]
+    rules += [
+        NumberRule(f"{section}.{name}", _default(cls, name), lo, hi, integer=True)
+        for cls, section, name, lo, hi in integers
+    ]
     rules.append(
         NumberRule(
             "devices[].baudrate",
@@ -579,6 +660,9 @@ def parse_config(data: dict[str, Any], *, base_dir: Path, source: Path | None = 
     def scoring(s: _Section) -> ScoringSettings:
         return _parse_scoring(s, base_dir)
 
+    def sync(s: _Section) -> SyncConfig:
+        return _parse_sync(s, base_dir)
+
     cfg = AgentConfig(
         version=CONFIG_VERSION,
         gateway=gw,
@@ -588,10 +672,42 @@ def parse_config(data: dict[str, Any], *, base_dir: Path, source: Path | None = 
         scheduler=_section(root, "scheduler", scheduler),
         scoring=_section(root, "scoring", scoring),
         models_dir=root.path_value("models_dir", base_dir),
+        sync=_section(root, "sync", sync) if root.has("sync") else None,
         source=source,
     )
+    root.used.add("sync")
     root.finish()
     return cfg
+
+
+def _parse_sync(sec: _Section, base_dir: Path) -> SyncConfig:
+    """``[sync]``: broker URL, the TLS and hub key files (relative to the config file), bounds."""
+    broker = sec.string("broker", empty=False)
+    try:
+        broker_address(broker)
+    except ValueError as exc:
+        raise ConfigError(sec.key("broker"), str(exc)) from None
+
+    def required_path(name: str) -> Path:
+        if not sec.has(name):
+            raise ConfigError(sec.key(name), "missing required key")
+        path = sec.path_value(name, base_dir)
+        assert path is not None
+        return path
+
+    return SyncConfig(
+        broker=broker,
+        ca=required_path("ca"),
+        cert=required_path("cert"),
+        key=required_path("key"),
+        hub_keys=required_path("hub_keys"),
+        batch_max=sec.number(NUMBER_RULES["sync.batch_max"]),
+        batch_max_age_s=sec.number(NUMBER_RULES["sync.batch_max_age_s"]),
+        in_flight=sec.number(NUMBER_RULES["sync.in_flight"]),
+        heartbeat_s=sec.number(NUMBER_RULES["sync.heartbeat_s"]),
+        keepalive_s=sec.number(NUMBER_RULES["sync.keepalive_s"]),
+        session_expiry_s=sec.number(NUMBER_RULES["sync.session_expiry_s"]),
+    )
 
 
 def _parse_scoring(sec: _Section, base_dir: Path) -> ScoringSettings:

@@ -1,6 +1,7 @@
 """``edge-agent demo``: the whole appliance on embedded defaults (DESIGN §4).
 
-No hardware and no configuration: a simulated station (devices on real pseudo-terminals), a fresh
+No hardware and no configuration: a simulated station (devices on real pseudo-terminals), a private
+broker and hub on loopback when mosquitto is installed (edge_agent.demo_hub), a fresh
 temporary state dir unless ``--state-dir`` names one (reused as it is, like a gateway after a
 restart), live lines per reading and alert, and a summary whose last line is one JSON object.
 """
@@ -14,10 +15,12 @@ import sys
 import tempfile
 from pathlib import Path
 
+from device_drivers.records import utcnow
 from device_drivers.registry import FORMATS
 from edge_agent.agent import Agent, install_signal_handlers
-from edge_agent.config import AgentConfig, DeviceConfig, GatewayConfig, SchedulerConfig
+from edge_agent.config import AgentConfig, DeviceConfig, GatewayConfig, SchedulerConfig, SyncConfig
 from edge_agent.console import ConsoleView
+from edge_agent.demo_hub import DemoHub, find_mosquitto
 from edge_agent.errors import EXIT_FAILURE, EXIT_OPERATOR, OperatorActionRequired
 from edge_agent.events import EventHub
 
@@ -35,26 +38,57 @@ DEMO_DEVICES: tuple[DeviceConfig, ...] = (
 )
 
 
-def demo_config(state_dir: Path) -> AgentConfig:
+DEMO_GATEWAY = "demo-gw-01"
+# At a clean end the demo waits this long at most for the hub to acknowledge what is pending.
+DEMO_FINAL_SYNC_S = 30.0
+
+
+def demo_config(state_dir: Path, sync: SyncConfig | None = None) -> AgentConfig:
     return AgentConfig(
         version=1,
-        gateway=GatewayConfig(id="demo-gw-01", province="demo", state_dir=state_dir, station_name="Demo station"),
+        gateway=GatewayConfig(id=DEMO_GATEWAY, province="demo", state_dir=state_dir, station_name="Demo station"),
         devices=tuple(d for d in DEMO_DEVICES if d.format in FORMATS),
         scheduler=SchedulerConfig(status_interval_s=5.0, retention_interval_s=600.0),
+        sync=sync,
     )
+
+
+def _start_hub(state_dir: Path) -> tuple[DemoHub | None, SyncConfig | None, str]:
+    """A private broker and hub when mosquitto is installed; else offline, and the reason."""
+    mosquitto = find_mosquitto()
+    if mosquitto is None:
+        return None, None, "offline — no `mosquitto` on PATH (apt-get install mosquitto); readings stay pending"
+    hub = DemoHub(state_dir, DEMO_GATEWAY, now=utcnow(), mosquitto=mosquitto)
+    try:
+        hub.start()
+    except (OSError, RuntimeError) as exc:
+        return None, None, f"offline — the private broker did not start ({exc}); readings stay pending"
+    creds = hub.credentials()
+    sync = SyncConfig(
+        broker=hub.url,
+        ca=creds.ca,
+        cert=creds.gateway_cert,
+        key=creds.gateway_key,
+        hub_keys=creds.hub_public,
+        batch_max=100,
+        batch_max_age_s=1.0,
+        heartbeat_s=10.0,
+    )
+    return hub, sync, f"private broker {hub.url} (TLS) and hub worker; hub store {hub.store_dir}"
 
 
 def run_demo(*, seconds: float | None, state_dir: Path | None, port: int) -> int:
     fresh = state_dir is None
     sd = Path(tempfile.mkdtemp(prefix="station-edge-demo-")) if state_dir is None else state_dir
-    config = demo_config(sd)
+    hub, sync, hub_line = _start_hub(sd)
+    config = demo_config(sd, sync)
     events = EventHub()
     events.subscribe(ConsoleView(tz=config.gateway.tz))
-    agent = Agent(config, events=events)
+    agent = Agent(config, events=events, final_sync_s=DEMO_FINAL_SYNC_S)
     print("station-edge demo — trạm y tế mô phỏng / simulated health station", flush=True)
     print(f"  state dir : {sd}{' (fresh, removed at exit)' if fresh else ' (reused)'}")
     print(f"  devices   : {', '.join(f'{d.id} ({d.format}, {d.scenario})' for d in config.devices)}")
-    print("  hub       : offline mode — the hub side is not part of this build yet; readings stay pending")
+    print(f"  hub       : {hub_line}")
     print(f"  dashboard : not yet part of this build (will be http://127.0.0.1:{port}/)")
     if fresh:
         print(f"  status    : {sd / 'status.json'} while the demo runs (removed at exit; keep it with --state-dir DIR)")
@@ -79,6 +113,8 @@ def run_demo(*, seconds: float | None, state_dir: Path | None, port: int) -> int
         print(f"edge-agent demo: failed: {exc!r}", file=sys.stderr)
         return EXIT_FAILURE
     finally:
+        if hub is not None:
+            hub.stop()
         if fresh:
             shutil.rmtree(sd, ignore_errors=True)
     print("--- tóm tắt / summary ---")

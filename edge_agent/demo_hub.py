@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -109,6 +110,8 @@ class DemoHub:
                 keyfile=pki / "broker.key",
                 aclfile=acl,
                 persistence_dir=broker_dir,
+                # started as root, Mosquitto would drop to its own user and could not read our 0600 keys
+                run_as_user=pwd.getpwuid(os.geteuid()).pw_name if os.geteuid() == 0 else None,
             )
         )
         log = open(self.root / "mosquitto.log", "ab")  # noqa: SIM115 - the broker keeps it open

@@ -31,6 +31,7 @@ SECTIONS = {
     "alerts": cfg.AlertConfig,
     "scheduler": cfg.SchedulerConfig,
     "scoring": ScoringSettings,
+    "sync": cfg.SyncConfig,
 }
 TOP_LEVEL = ["version", "models_dir"]  # AgentConfig's own keys (its other fields are the tables)
 CONFIG_KEYS = TOP_LEVEL + [f"{section}.{f.name}" for section, dc in SECTIONS.items() for f in dataclasses.fields(dc)]

@@ -23,6 +23,14 @@ from edge_agent.scoring.settings import SCORING_RANGES, ScoringSettings, Scoring
 
 RULES = sorted(NUMBER_RULES.values(), key=lambda r: r.key)
 EVENT_KEYS = ("desaturation_s", "tachycardia_s", "bradycardia_s", "fever_s", "hypothermia_s")
+# [sync]'s keys that have no default (the numeric keys are tried on top of these)
+SYNC_REQUIRED = {
+    "broker": "mqtts://hub.example:8883",
+    "ca": "ca.pem",
+    "cert": "c.pem",
+    "key": "k.pem",
+    "hub_keys": "h.json",
+}
 
 
 def document(rule: NumberRule, value: object) -> dict[str, Any]:
@@ -39,6 +47,8 @@ def document(rule: NumberRule, value: object) -> dict[str, Any]:
         data["scoring"] = dict.fromkeys(EVENT_KEYS, 0) | {name: value}
     elif section == "scoring" and name in EVENT_KEYS:
         data["scoring"] = {"window_s": 86_400, name: value}
+    elif section == "sync":
+        data["sync"] = SYNC_REQUIRED | {name: value}
     else:
         data[section] = {name: value}
     return data
@@ -67,6 +77,7 @@ def test_every_numeric_field_has_a_rule() -> None:
         "alerts": cfgmod.AlertConfig,
         "scheduler": cfgmod.SchedulerConfig,
         "scoring": ScoringSettings,
+        "sync": cfgmod.SyncConfig,
     }
     for section, cls in sections.items():
         for f in dataclasses.fields(cls):
