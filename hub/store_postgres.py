@@ -9,13 +9,12 @@ anyway is retried. A lost connection is reopened on the next call.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import psycopg
 from psycopg import errors as pg_errors
@@ -25,20 +24,15 @@ from device_drivers.records import Reading
 from hub.errors import StoreError, StoreOperatorError
 from hub.schema import LATEST, MIGRATIONS, PG_MIGRATIONS_TABLE
 from hub.store import (
-    PAGE_SIZE,
     READING_COLUMN_LIST,
     AlertLike,
-    GatewayRecord,
-    HubStore,
     IngestResult,
-    StoredAlert,
-    StoredReading,
     alert_fields,
     newest_alerts,
     redact_url,
-    stored_reading_from_row,
     utc,
 )
+from hub.store_sql import SqlStore, upsert_alert_sql, upsert_gateway_sql
 
 log = logging.getLogger(__name__)
 
@@ -56,24 +50,15 @@ _MERGE = (
     f"INSERT INTO readings ({_READING_COLUMNS}) SELECT {_READING_COLUMNS} FROM incoming_readings "
     "ORDER BY uid ON CONFLICT (uid) DO NOTHING"
 )
-_UPSERT_ALERT = (
-    "INSERT INTO alerts (alert_id, gateway_id, rev, kind, level, state, payload, batch_id, ingested_at) "
-    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
-    "ON CONFLICT (alert_id) DO UPDATE SET rev = excluded.rev, kind = excluded.kind, level = excluded.level, "
-    "state = excluded.state, payload = excluded.payload, batch_id = excluded.batch_id, "
-    "ingested_at = excluded.ingested_at "
-    "WHERE excluded.rev > alerts.rev AND excluded.gateway_id = alerts.gateway_id"
-)
+_UPSERT_ALERT = upsert_alert_sql("%s")
+_UPSERT_GATEWAY = upsert_gateway_sql("%s")
 # SQLSTATE classes that retrying cannot fix: bad credentials, no such database, no privilege.
 _OPERATOR_SQLSTATES = {"28000", "28P01", "3D000", "42501"}
 
 
-def _json(value: object) -> str:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True, allow_nan=False)
-
-
-class PostgresStore(HubStore):
+class PostgresStore(SqlStore):
     backend = "postgresql"
+    placeholder: ClassVar[str] = "%s"
 
     def __init__(self, url: str) -> None:
         self._url = url
@@ -187,28 +172,7 @@ class PostgresStore(HubStore):
     ) -> IngestResult:
         if not readings:
             return IngestResult(0, 0)
-        at = utc(now or datetime.now(UTC))
-        rows = [
-            (
-                r.uid,
-                gateway_id,
-                r.seq,
-                str(r.vital),
-                r.value,
-                r.unit,
-                utc(r.measured_at),
-                utc(r.received_at),
-                r.device_id,
-                r.source_format,
-                r.patient_id,
-                _json(sorted(str(f) for f in r.flags)),
-                _json(dict(r.extra)),
-                r.clock_from_device,
-                batch_id,
-                at,
-            )
-            for r in readings
-        ]
+        rows = self._reading_rows(gateway_id, batch_id, readings, now or datetime.now(UTC))
 
         def write(conn: psycopg.Connection[tuple[Any, ...]]) -> int:
             with conn.transaction(), conn.cursor() as cur:
@@ -250,9 +214,7 @@ class PostgresStore(HubStore):
 
         def write(conn: psycopg.Connection[tuple[Any, ...]]) -> None:
             conn.execute(
-                "INSERT INTO gateways (gateway_id, province, online, last_seen, status) VALUES (%s, %s, %s, %s, %s) "
-                "ON CONFLICT (gateway_id) DO UPDATE SET province = coalesce(excluded.province, gateways.province), "
-                "online = excluded.online, last_seen = excluded.last_seen, status = excluded.status",
+                _UPSERT_GATEWAY,
                 (gateway_id, province, bool(doc.get("online")), at, Jsonb(dict(doc))),
             )
 
@@ -263,56 +225,20 @@ class PostgresStore(HubStore):
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self._run("read", lambda conn: conn.execute(sql.encode(), params).fetchall())
 
-    def gateways(self) -> list[GatewayRecord]:
-        rows = self._query("SELECT gateway_id, province, online, last_seen, status FROM gateways ORDER BY gateway_id")
-        return [GatewayRecord(g, p, bool(o), utc(s), dict(d)) for g, p, o, s, d in rows]
+    def _time_param(self, dt: datetime) -> datetime:
+        return utc(dt)
 
-    def count_readings(self, gateway_id: str | None = None) -> int:
-        if gateway_id is None:
-            return int(self._query("SELECT count(*) FROM readings")[0][0])
-        return int(self._query("SELECT count(*) FROM readings WHERE gateway_id = %s", (gateway_id,))[0][0])
+    def _bool_param(self, value: bool) -> bool:
+        return value
 
-    def uids(self, gateway_id: str | None = None) -> set[str]:
-        if gateway_id is None:
-            return {r[0] for r in self._query("SELECT uid FROM readings")}
-        return {r[0] for r in self._query("SELECT uid FROM readings WHERE gateway_id = %s", (gateway_id,))}
+    def _to_time(self, value: Any) -> datetime:
+        return utc(value)
 
-    def iter_readings(self, since: datetime | None = None) -> Iterator[StoredReading]:
-        where = "" if since is None else "AND ingested_at >= %s"
-        extra_params: tuple[Any, ...] = () if since is None else (utc(since),)
-        key: tuple[str, int, str] = ("", -(2**63), "")
-        while True:
-            rows = self._query(
-                f"SELECT {_READING_COLUMNS} FROM readings WHERE (gateway_id, seq, uid) > (%s, %s, %s) {where} "
-                f"ORDER BY gateway_id, seq, uid LIMIT {PAGE_SIZE}",
-                (*key, *extra_params),
-            )
-            for row in rows:
-                yield _stored_reading(row)
-            if len(rows) < PAGE_SIZE:
-                return
-            last = rows[-1]
-            key = (last[1], last[2], last[0])
-
-    def alerts(self, gateway_id: str | None = None) -> list[StoredAlert]:
-        sql = "SELECT alert_id, gateway_id, rev, payload, batch_id, ingested_at FROM alerts"
-        rows = (
-            self._query(sql + " ORDER BY alert_id")
-            if gateway_id is None
-            else self._query(sql + " WHERE gateway_id = %s ORDER BY alert_id", (gateway_id,))
-        )
-        return [StoredAlert(a, g, int(r), dict(p), b, utc(t)) for a, g, r, p, b, t in rows]
+    def _from_json(self, value: Any) -> Any:
+        return value  # psycopg loads jsonb already
 
     def close(self) -> None:
         with self._lock:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
-
-
-def _identity(value: object) -> object:
-    return value  # psycopg loads jsonb already
-
-
-def _stored_reading(row: tuple[Any, ...]) -> StoredReading:
-    return stored_reading_from_row(row, to_time=utc, from_json=_identity)

@@ -16,26 +16,21 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from device_drivers.records import Reading
 from hub.errors import StoreError, StoreOperatorError
 from hub.schema import LATEST, MIGRATIONS, SQLITE_MIGRATIONS_TABLE
 from hub.store import (
-    PAGE_SIZE,
     READING_COLUMN_LIST,
     SQLITE_FILE,
     AlertLike,
-    GatewayRecord,
-    HubStore,
     IngestResult,
-    StoredAlert,
-    StoredReading,
     alert_fields,
     newest_alerts,
-    stored_reading_from_row,
     utc,
 )
+from hub.store_sql import SqlStore, dump_json, upsert_alert_sql, upsert_gateway_sql
 
 BUSY_TIMEOUT_MS = 30_000
 PRIVATE_MODE = 0o600
@@ -45,14 +40,8 @@ _INSERT_READING = (
     f"INSERT INTO readings ({_READING_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (uid) DO NOTHING"
 )
-_UPSERT_ALERT = (
-    "INSERT INTO alerts (alert_id, gateway_id, rev, kind, level, state, payload, batch_id, ingested_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-    "ON CONFLICT (alert_id) DO UPDATE SET rev = excluded.rev, kind = excluded.kind, level = excluded.level, "
-    "state = excluded.state, payload = excluded.payload, batch_id = excluded.batch_id, "
-    "ingested_at = excluded.ingested_at "
-    "WHERE excluded.rev > alerts.rev AND excluded.gateway_id = alerts.gateway_id"
-)
+_UPSERT_ALERT = upsert_alert_sql("?")
+_UPSERT_GATEWAY = upsert_gateway_sql("?")
 
 
 def iso(dt: datetime) -> str:
@@ -64,12 +53,9 @@ def from_iso(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
-def _json(value: object) -> str:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True, allow_nan=False)
-
-
-class SqliteStore(HubStore):
+class SqliteStore(SqlStore):
     backend = "sqlite"
+    placeholder: ClassVar[str] = "?"
 
     def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
         self._conn = conn
@@ -168,28 +154,7 @@ class SqliteStore(HubStore):
     ) -> IngestResult:
         if not readings:
             return IngestResult(0, 0)
-        at = iso(now or datetime.now(UTC))
-        rows = [
-            (
-                r.uid,
-                gateway_id,
-                r.seq,
-                str(r.vital),
-                r.value,
-                r.unit,
-                iso(r.measured_at),
-                iso(r.received_at),
-                r.device_id,
-                r.source_format,
-                r.patient_id,
-                _json(sorted(str(f) for f in r.flags)),
-                _json(dict(r.extra)),
-                int(r.clock_from_device),
-                batch_id,
-                at,
-            )
-            for r in readings
-        ]
+        rows = self._reading_rows(gateway_id, batch_id, readings, now or datetime.now(UTC))
         with self._write() as conn:
             cur = conn.executemany(_INSERT_READING, rows)
             stored = cur.rowcount
@@ -202,7 +167,7 @@ class SqliteStore(HubStore):
             return IngestResult(0, 0)
         at = iso(now or datetime.now(UTC))
         rows = [
-            (a.alert_id, gateway_id, a.rev, *alert_fields(a.payload), _json(dict(a.payload)), batch_id, at)
+            (a.alert_id, gateway_id, a.rev, *alert_fields(a.payload), dump_json(dict(a.payload)), batch_id, at)
             for a in newest_alerts(alerts)
         ]
         with self._write() as conn:
@@ -215,10 +180,8 @@ class SqliteStore(HubStore):
         at = iso(now or datetime.now(UTC))
         with self._write() as conn:
             conn.execute(
-                "INSERT INTO gateways (gateway_id, province, online, last_seen, status) VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT (gateway_id) DO UPDATE SET province = coalesce(excluded.province, gateways.province), "
-                "online = excluded.online, last_seen = excluded.last_seen, status = excluded.status",
-                (gateway_id, province, int(bool(doc.get("online"))), at, _json(dict(doc))),
+                _UPSERT_GATEWAY,
+                (gateway_id, province, int(bool(doc.get("online"))), at, dump_json(dict(doc))),
             )
 
     # -- reads --------------------------------------------------------------------------------
@@ -230,53 +193,21 @@ class SqliteStore(HubStore):
             except sqlite3.Error as exc:
                 raise StoreError(f"hub store read failed: {exc}") from exc
 
-    def gateways(self) -> list[GatewayRecord]:
-        rows = self._query("SELECT gateway_id, province, online, last_seen, status FROM gateways ORDER BY gateway_id")
-        return [GatewayRecord(g, p, bool(o), from_iso(s), json.loads(d)) for g, p, o, s, d in rows]
+    def _time_param(self, dt: datetime) -> str:
+        return iso(dt)
 
-    def count_readings(self, gateway_id: str | None = None) -> int:
-        if gateway_id is None:
-            return int(self._query("SELECT count(*) FROM readings")[0][0])
-        return int(self._query("SELECT count(*) FROM readings WHERE gateway_id = ?", (gateway_id,))[0][0])
+    def _bool_param(self, value: bool) -> int:
+        return int(value)
 
-    def uids(self, gateway_id: str | None = None) -> set[str]:
-        if gateway_id is None:
-            return {r[0] for r in self._query("SELECT uid FROM readings")}
-        return {r[0] for r in self._query("SELECT uid FROM readings WHERE gateway_id = ?", (gateway_id,))}
+    def _to_time(self, value: Any) -> datetime:
+        return from_iso(value)
 
-    def iter_readings(self, since: datetime | None = None) -> Iterator[StoredReading]:
-        where = "" if since is None else "AND ingested_at >= ?"
-        extra_params: tuple[Any, ...] = () if since is None else (iso(since),)
-        key: tuple[str, int, str] = ("", -(2**63), "")
-        while True:
-            rows = self._query(
-                f"SELECT {_READING_COLUMNS} FROM readings WHERE (gateway_id, seq, uid) > (?, ?, ?) {where} "
-                f"ORDER BY gateway_id, seq, uid LIMIT {PAGE_SIZE}",
-                (*key, *extra_params),
-            )
-            for row in rows:
-                yield _stored_reading(row)
-            if len(rows) < PAGE_SIZE:
-                return
-            last = rows[-1]
-            key = (last[1], last[2], last[0])
-
-    def alerts(self, gateway_id: str | None = None) -> list[StoredAlert]:
-        sql = "SELECT alert_id, gateway_id, rev, payload, batch_id, ingested_at FROM alerts"
-        rows = (
-            self._query(sql + " ORDER BY alert_id")
-            if gateway_id is None
-            else self._query(sql + " WHERE gateway_id = ? ORDER BY alert_id", (gateway_id,))
-        )
-        return [StoredAlert(a, g, int(r), json.loads(p), b, from_iso(t)) for a, g, r, p, b, t in rows]
+    def _from_json(self, value: Any) -> Any:
+        return json.loads(value)
 
     def close(self) -> None:
         with self._lock:
             self._conn.close()
-
-
-def _stored_reading(row: tuple[Any, ...]) -> StoredReading:
-    return stored_reading_from_row(row, to_time=from_iso, from_json=json.loads)
 
 
 def _rollback(conn: sqlite3.Connection) -> None:

@@ -20,6 +20,7 @@ from edge_agent.store import BufferStore
 from hub.store import open_store
 from tests.fixtures.mosquitto import MosquittoBroker, MqttClient
 from tests.fixtures.pki import Pki
+from tests.hub.mqtt_helpers import ServeProcess
 
 GW = "gw-0001"
 AGENT = [sys.executable, "-m", "edge_agent.cli", "run", "--log-level", "WARNING", "--config"]
@@ -59,41 +60,12 @@ speed = 20
     return path
 
 
-class Hub:
+class Hub(ServeProcess):
+    """One ``edge-hub serve`` worker on a SQLite store (tests/hub's helper), restartable."""
+
     def __init__(self, tmp: Path, pki: Pki, broker: MosquittoBroker) -> None:
         self.store_dir = tmp / "hub"
-        ident = pki.hub("hub-1")
-        self.args = [
-            sys.executable,
-            "-m",
-            "hub.cli",
-            "serve",
-            "--store",
-            str(self.store_dir),
-            "--broker",
-            broker.url,
-            "--ca",
-            str(pki.ca_path),
-            "--cert",
-            str(ident.cert_path),
-            "--key",
-            str(ident.key_path),
-            "--hub-keys",
-            str(pki.hub_keys_dir),
-        ]
-        self.log = tmp / "hub.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Hub:
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(self.args, stdout=log, stderr=log)
-        return self
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            self.proc.wait(timeout=30)
-        self.proc = None
+        super().__init__(tmp / "hub-logs", broker, pki, str(self.store_dir), "hub-1")
 
     def uids(self) -> list[str]:
         with open_store(self.store_dir) as store:
@@ -102,9 +74,8 @@ class Hub:
 
 @pytest.fixture
 def hub(tmp_path: Path, pki: Pki, broker: MosquittoBroker) -> Iterator[Hub]:
-    h = Hub(tmp_path, pki, broker).start()
-    yield h
-    h.stop()
+    with Hub(tmp_path, pki, broker) as h:
+        yield h
 
 
 def start_agent(config: Path) -> subprocess.Popen[bytes]:
@@ -192,7 +163,7 @@ def test_hub_killed_between_commit_and_ack(tmp_path: Path, pki: Pki, broker: Mos
     proc = start_agent(agent_config(tmp_path, pki, broker, devices=2))
     try:
         wait_for(lambda: hub_count(hub) >= 40, 60, "the first batches at the hub")
-        hub.stop(signal.SIGKILL)  # whatever it committed, some acks never left
+        hub.kill()  # whatever it committed, some acks never left
         time.sleep(2)
         hub.start()
         before = hub_count(hub)

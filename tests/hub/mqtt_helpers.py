@@ -133,7 +133,14 @@ class ServeProcess:
     def start(self, timeout: float = 20.0) -> ServeProcess:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                self.argv, stdout=log, stderr=log, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}
+                self.argv,
+                stdout=log,
+                stderr=log,
+                cwd=ROOT,
+                env={
+                    **os.environ,
+                    "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+                },
             )
         self.wait_log("event=subscribed", timeout)
         return self
