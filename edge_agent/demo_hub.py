@@ -18,13 +18,18 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from provisioning.broker import acl_text, mosquitto_conf
 from provisioning.pki import CertifiedKey, HubKeys, create_ca, issue, load_certified_key, new_hub_keys
 
 HUB_USER = "hub-demo"
+# The throwaway certificates are backdated and long-lived, so that the demo still connects when the
+# gateway's clock is off (a Pi that booted without NTP, or a test that moves the calendar): OpenSSL
+# in the broker judges them by the system clock, the hub by its own.
+DEMO_CERT_BACKDATE = timedelta(days=400)
+DEMO_CERT_DAYS = 4000
 
 
 def find_mosquitto() -> str | None:
@@ -68,7 +73,13 @@ class DemoHub:
     def _identity(self, ca: CertifiedKey, name: str, server: bool = False) -> tuple[Path, Path]:
         key, cert = self.root / "pki" / f"{name}.key", self.root / "pki" / f"{name}.crt"
         if not (key.exists() and cert.exists()):
-            made = issue(ca, name, now=self.now, server_names=("localhost", "127.0.0.1") if server else ())
+            made = issue(
+                ca,
+                name,
+                now=self.now - DEMO_CERT_BACKDATE,
+                days=DEMO_CERT_DAYS,
+                server_names=("localhost", "127.0.0.1") if server else (),
+            )
             made.write(key, cert)
         return key, cert
 
@@ -80,7 +91,7 @@ class DemoHub:
         if ca_key.exists() and ca_cert.exists():
             ca = load_certified_key(ca_key, ca_cert)
         else:
-            ca = create_ca("station-edge demo CA", now=self.now)
+            ca = create_ca("station-edge demo CA", now=self.now - DEMO_CERT_BACKDATE, days=DEMO_CERT_DAYS + 30)
             ca.write(ca_key, ca_cert)
         self._identity(ca, "broker", server=True)
         self._identity(ca, HUB_USER)
