@@ -13,7 +13,6 @@ The dataclasses themselves do not re-validate (code and tests build them directl
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import re
 import tomllib
 import unicodedata
@@ -21,7 +20,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from device_drivers.ble import CAPTURES_DIR, load_capture
@@ -36,6 +34,7 @@ from edge_agent.scoring.settings import (
     ScoringSettingsError,
     number_problem,
 )
+from wire.address import broker_address
 
 CONFIG_VERSION = 1
 
@@ -128,8 +127,6 @@ class SchedulerConfig:
 # (0xFFFFFFFF: the session never expires).
 MQTT_MAX_KEEPALIVE = 65_535
 MQTT_SESSION_NEVER_EXPIRES = 4_294_967_295
-SYNC_SCHEMES = ("mqtts",)
-SYNC_DEFAULT_PORT = 8883
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,30 +159,6 @@ class SyncConfig:
     @property
     def port(self) -> int:
         return broker_address(self.broker)[1]
-
-
-def broker_address(url: str) -> tuple[str, int]:
-    """``mqtts://host[:port]`` -> (host, port); raises ValueError saying what is wrong."""
-    parts = urlsplit(url)
-    if parts.scheme not in SYNC_SCHEMES:
-        raise ValueError(f"must be mqtts://host[:port] (TLS only), got {url!r}")
-    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username or parts.password:
-        raise ValueError(f"must be mqtts://host[:port] with nothing after the port, got {url!r}")
-    try:
-        port = parts.port
-    except ValueError:
-        raise ValueError(f"port must be a number from 1 to 65535, got {url!r}") from None
-    host = parts.hostname or ""
-    if not host:
-        raise ValueError(f"has no host, got {url!r}")
-    if ":" in host:  # an IPv6 literal ([::1]) must be one
-        try:
-            ipaddress.IPv6Address(host)
-        except ValueError:
-            raise ValueError(f"{host!r} is not an IPv6 address") from None
-    if port == 0:
-        raise ValueError(f"port must be a number from 1 to 65535, got {url!r}")
-    return host, SYNC_DEFAULT_PORT if port is None else port
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,6 +34,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from cryptography import x509
 
@@ -149,6 +150,22 @@ class _Reject(Exception):
         self.reason = reason
 
 
+_B = TypeVar("_B", wire_messages.ReadingBatch, wire_messages.AlertBatch)
+
+
+def _decoded(opened: wire_envelope.Opened, decode: Callable[[bytes], _B]) -> _B:
+    """Decode an authenticated batch; its inner ids must be the envelope's."""
+    try:
+        batch = decode(opened.plaintext)
+    except WireError as exc:
+        raise _Reject(_reason(exc, "malformed")) from exc
+    if batch.batch_id != opened.batch_id:
+        raise _Reject("batch_id_mismatch")
+    if batch.gateway_id != opened.gateway_id:
+        raise _Reject("gateway_mismatch")
+    return batch
+
+
 def _reason(exc: Exception, default: str) -> str:
     reason = getattr(exc, "reason", "") or default
     return _safe(reason)
@@ -233,14 +250,7 @@ class Ingestor:
         return Outcome("stored", lane, opened.gateway_id, opened.batch_id, ack, ack_topic, result=result)
 
     def _store_readings(self, opened: wire_envelope.Opened) -> IngestResult:
-        try:
-            batch = wire_messages.decode_readings(opened.plaintext)
-        except WireError as exc:
-            raise _Reject(_reason(exc, "malformed")) from exc
-        if batch.batch_id != opened.batch_id:
-            raise _Reject("batch_id_mismatch")
-        if batch.gateway_id != opened.gateway_id:
-            raise _Reject("gateway_mismatch")
+        batch = _decoded(opened, wire_messages.decode_readings)
         prefix = opened.gateway_id + ":"
         for r in batch.readings:
             if not r.uid.startswith(prefix):
@@ -254,14 +264,7 @@ class Ingestor:
             raise
 
     def _store_alerts(self, opened: wire_envelope.Opened) -> IngestResult:
-        try:
-            batch = wire_messages.decode_alerts(opened.plaintext)
-        except WireError as exc:
-            raise _Reject(_reason(exc, "malformed")) from exc
-        if batch.batch_id != opened.batch_id:
-            raise _Reject("batch_id_mismatch")
-        if batch.gateway_id != opened.gateway_id:
-            raise _Reject("gateway_mismatch")
+        batch = _decoded(opened, wire_messages.decode_alerts)
         try:
             return self.store.ingest_alerts(opened.gateway_id, opened.batch_id, batch.alerts, now=self._clock())
         except Exception:

@@ -31,7 +31,6 @@ import logging
 import queue
 import ssl
 import threading
-import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +46,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from hub.errors import HubError, OperatorActionRequired, StoreError
 from hub.ingest import Ingestor, Outcome
 from wire import topics as wire_topics
+from wire.address import broker_address
 from wire.errors import WireError
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,6 @@ log = logging.getLogger(__name__)
 __all__ = ["STATUS_SUBSCRIPTION", "HubWorker", "WorkerFailed", "WorkerMetrics", "WorkerSettings", "parse_broker_url"]
 
 STATUS_SUBSCRIPTION = wire_topics.hub_status_subscription()
-DEFAULT_PORT = 8883
 STORE_RETRY_MIN_S = 0.5
 STORE_RETRY_MAX_S = 30.0
 
@@ -65,16 +64,10 @@ class WorkerFailed(HubError):
 
 def parse_broker_url(url: str) -> tuple[str, int]:
     """``mqtts://host[:port]`` → (host, port); plain ``mqtt://`` is refused (the link is TLS only)."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme != "mqtts":
-        raise ValueError(f"broker URL {url!r}: use mqtts://host:port (TLS only)")
-    if not parts.hostname:
-        raise ValueError(f"broker URL {url!r}: no host")
     try:
-        port = parts.port or DEFAULT_PORT
+        return broker_address(url)
     except ValueError as exc:
-        raise ValueError(f"broker URL {url!r}: bad port") from exc
-    return parts.hostname, port
+        raise ValueError(f"broker URL {exc}") from None
 
 
 @dataclass(frozen=True, slots=True)
