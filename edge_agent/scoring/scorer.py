@@ -30,6 +30,7 @@ from edge_agent.alerts import Alert, AlertLevel
 from edge_agent.scoring.errors import ManualObservationError
 from edge_agent.scoring.lifecycle import AlertBook, Finding
 from edge_agent.scoring.observations import MANUAL_UID, Observations, Sample, SubjectState
+from edge_agent.scoring.patient import PatientContext
 from edge_agent.scoring.registry import LoadedModel, ModelRegistry
 from edge_agent.scoring.runtime import RuntimeInfo
 from edge_agent.scoring.settings import ScoringSettings
@@ -106,6 +107,7 @@ class Scorer:
         self._rules: tuple[EventRule, ...] = settings.event_rules()
         self._dirty: set[str] = set()
         self._scores: dict[str, SubjectScore] = {}
+        self._patients: dict[str, PatientContext] = {}
         self._lock = threading.RLock()
         self.run_error = ""  # last model-run failure (cleared by the next success)
         self.store_errors = 0
@@ -173,6 +175,20 @@ class Scorer:
                 else:
                     self.obs.set_manual(subject, key, v, now)
             self._dirty.add(subject)
+
+    def set_patient(self, subject: str, ctx: PatientContext | None) -> None:
+        """The visit's age band and pregnancy for ``subject`` (a patient id); ``None`` forgets
+        them (visit closed). Applied at the next ``tick`` or ``on_readings``."""
+        with self._lock:
+            if ctx is None:
+                self._patients.pop(subject, None)
+            else:
+                self._patients[subject] = ctx
+            self._dirty.add(subject)
+
+    def patient(self, subject: str) -> PatientContext | None:
+        with self._lock:
+            return self._patients.get(subject)
 
     def status(self) -> dict[str, object]:
         with self._lock:
