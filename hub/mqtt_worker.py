@@ -45,6 +45,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from hub.errors import HubError, OperatorActionRequired, StoreError
 from hub.ingest import Ingestor, Outcome
+from hub.renewal import RenewalAuthority
 from wire import topics as wire_topics
 from wire.address import broker_address
 from wire.errors import WireError
@@ -152,9 +153,11 @@ class HubWorker:
         ingestor: Ingestor,
         *,
         after_commit: Callable[[Outcome], None] | None = None,
+        renewal: RenewalAuthority | None = None,
     ) -> None:
         self.settings = settings
         self.ingestor = ingestor
+        self.renewal = renewal  # also answers se/v1/+/+/renew/req (hub.renewal)
         self.metrics = WorkerMetrics()
         self._after_commit = after_commit
         self._queue: queue.Queue[_Incoming | None] = queue.Queue()
@@ -209,6 +212,8 @@ class HubWorker:
         topics = [(t, opts) for t in wire_topics.hub_subscriptions(self.settings.share_group)]
         if self.settings.status:
             topics.append((STATUS_SUBSCRIPTION, opts))
+        if self.renewal is not None:
+            topics.append((wire_topics.hub_renewal_subscription(self.settings.share_group), opts))
         result, _mid = client.subscribe(topics)
         if result != mqtt.MQTT_ERR_SUCCESS:
             log.error("event=subscribe_failed worker=%s rc=%s", self.settings.client_id, mqtt.error_string(result))
@@ -251,6 +256,9 @@ class HubWorker:
                 return
 
     def _process(self, item: _Incoming) -> bool:
+        if item.topic.endswith("/renew/req"):
+            self._renew(item)
+            return True
         delay = STORE_RETRY_MIN_S
         while True:
             try:
@@ -280,6 +288,20 @@ class HubWorker:
             else:
                 self.metrics.add("pubacks_withheld_total")
         return True
+
+    def _renew(self, item: _Incoming) -> None:
+        """A renewal request: decide, publish the signed reply, then PUBACK (a request lost with
+        the connection is simply asked again by the gateway's next renewal job)."""
+        if self.renewal is not None:
+            outcome = self.renewal.handle(item.topic, item.payload)
+            if outcome.reply is not None and outcome.reply_topic is not None:
+                self._client.publish(outcome.reply_topic, outcome.reply, qos=1)
+        if item.qos > 0:
+            with self._gen_lock:
+                current = self._generation
+            if item.generation == current and self._connected.is_set():
+                self._client.ack(item.mid, item.qos)
+                self.metrics.add("pubacks_total")
 
     def _publish_ack(self, outcome: Outcome) -> None:
         assert outcome.ack is not None and outcome.ack_topic is not None

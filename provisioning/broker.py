@@ -17,8 +17,14 @@ __all__ = ["GATEWAY_READ", "GATEWAY_WRITE", "MAX_PACKET_SIZE", "acl_text", "mosq
 
 # What a gateway may do, as Mosquitto patterns (%u = the username = the certificate's CN). The
 # province level is "+" because the CN names the gateway only; the gateway id is unique country-wide.
-GATEWAY_WRITE = ("se/v1/+/%u/up", "se/v1/+/%u/alert", "se/v1/+/%u/status", "se/v1/+/%u/cmd/result")
-GATEWAY_READ = ("se/v1/+/%u/ack", "se/v1/+/%u/cmd")
+GATEWAY_WRITE = (
+    "se/v1/+/%u/up",
+    "se/v1/+/%u/alert",
+    "se/v1/+/%u/status",
+    "se/v1/+/%u/cmd/result",
+    "se/v1/+/%u/renew/req",
+)
+GATEWAY_READ = ("se/v1/+/%u/ack", "se/v1/+/%u/cmd", "se/v1/+/%u/renew/cert")
 HUB_TOPICS = "se/v1/#"
 
 # The wire envelope is bounded to 4 MiB (wire.envelope.MAX_ENVELOPE); the broker refuses a larger

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, x25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -30,6 +30,7 @@ from provisioning._files import PRIVATE_MODE, PUBLIC_MODE, write_atomic
 from provisioning.errors import ProvisioningError
 
 __all__ = [
+    "CA_KEY_USAGE",
     "CLOCK_SKEW",
     "HUB_PUBLIC_FILE",
     "HUB_SEALING_FILE",
@@ -57,6 +58,20 @@ HUB_SIGNING_FILE = "signing.key.pem"  # Ed25519 private key, PKCS#8, 0600
 HUB_PUBLIC_FILE = "hub-public.json"  # HubPublicKeys JSON, what gateways are given, 0644
 
 _CURVE = ec.SECP256R1()
+
+
+# A certificate authority's key usage: signs certificates and CRLs, nothing else.
+CA_KEY_USAGE = x509.KeyUsage(
+    digital_signature=False,
+    content_commitment=False,
+    key_encipherment=False,
+    data_encipherment=False,
+    key_agreement=False,
+    key_cert_sign=True,
+    crl_sign=True,
+    encipher_only=False,
+    decipher_only=False,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,8 +115,9 @@ def _name(cn: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 
 
-def create_ca(common_name: str, *, now: datetime, days: int = 3650) -> CertifiedKey:
-    """A new self-signed P-256 CA, allowed to sign end-entity certificates only (path length 0)."""
+def create_ca(common_name: str, *, now: datetime, days: int = 3650, path_length: int = 0) -> CertifiedKey:
+    """A new self-signed P-256 CA; path length 0 (the default) lets it sign end-entity
+    certificates only, 1 also one level of issuing CA (provisioning.issuing)."""
     _check_now(now)
     key = ec.generate_private_key(_CURVE)
     name = _name(common_name)
@@ -114,19 +130,9 @@ def create_ca(common_name: str, *, now: datetime, days: int = 3650) -> Certified
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - CLOCK_SKEW)
         .not_valid_after(now + timedelta(days=days))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
         .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
+            CA_KEY_USAGE,
             critical=True,
         )
         .add_extension(ski, critical=False)
@@ -261,7 +267,7 @@ class HubPublicKeys:
         try:
             sealing = serialization.load_pem_public_key(str(d["sealing"]).encode("ascii"))
             signing = serialization.load_pem_public_key(str(d["signing"]).encode("ascii"))
-        except (KeyError, TypeError, ValueError, UnicodeEncodeError) as exc:
+        except (KeyError, TypeError, ValueError, UnicodeEncodeError, UnsupportedAlgorithm) as exc:
             raise ProvisioningError("bad_pem", f"hub public keys: {type(exc).__name__}") from None
         if not isinstance(sealing, x25519.X25519PublicKey):
             raise ProvisioningError("wrong_key_type", "hub sealing key must be X25519")

@@ -8,6 +8,8 @@
 | `ack`        | hub → gateway   | 1   | no       | signed ack                                |
 | `cmd`        | hub → gateway   | 1   | no       | reserved (issue 12): signed command       |
 | `cmd/result` | gateway → hub   | 1   | no       | reserved (issue 12)                       |
+| `renew/req`  | gateway → hub   | 1   | no       | signed certificate renewal request        |
+| `renew/cert` | hub → gateway   | 1   | no       | signed renewal reply (wire.renewal)       |
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ __all__ = [
     "ROOT",
     "TopicRef",
     "gateway_subscriptions",
+    "hub_renewal_subscription",
     "hub_status_subscription",
     "hub_subscriptions",
     "parse_topic",
@@ -32,7 +35,7 @@ __all__ = [
 ]
 
 ROOT = "se/v1"
-LEAVES = ("up", "alert", "status", "ack", "cmd", "cmd/result")
+LEAVES = ("up", "alert", "status", "ack", "cmd", "cmd/result", "renew/req", "renew/cert")
 QOS: dict[str, int] = dict.fromkeys(LEAVES, 1)
 RETAIN: dict[str, bool] = {leaf: leaf == "status" for leaf in LEAVES}
 HUB_SHARE_GROUP = "hub"
@@ -85,6 +88,12 @@ def hub_subscriptions(group: str = HUB_SHARE_GROUP) -> list[str]:
     """
     _segment("group", group)
     return [f"$share/{group}/{ROOT}/+/+/up", f"$share/{group}/{ROOT}/+/+/alert"]
+
+
+def hub_renewal_subscription(group: str = HUB_SHARE_GROUP) -> str:
+    """Renewal requests, shared like the uplink: each request goes to one worker."""
+    _segment("group", group)
+    return f"$share/{group}/{ROOT}/+/+/renew/req"
 
 
 def hub_status_subscription() -> str:

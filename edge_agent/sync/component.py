@@ -16,6 +16,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from device_drivers.backoff import Backoff
@@ -37,6 +38,7 @@ from edge_agent.sync.mqtt import (
     Will,
     tls_context,
 )
+from edge_agent.sync.renewal import CHECK_INTERVAL_S, Renewer, best_certificate
 from edge_agent.sync.uplink import ACK_TIMEOUT_S, Uplink, UplinkSettings
 from provisioning.errors import ProvisioningError
 from provisioning.pki import CertifiedKey, HubPublicKeys, common_name, load_certified_key
@@ -56,13 +58,21 @@ class Material:
 
     gateway: CertifiedKey
     hub: HubPublicKeys
+    cert_path: Path | None = None  # None: sync.cert
 
 
-def load_material(sync: SyncConfig, gateway_id: str) -> Material:
+def load_material(
+    sync: SyncConfig, gateway_id: str, state_dir: Path | None = None, now: datetime | None = None
+) -> Material:
     """The gateway's key and certificate (CN = ``gateway_id``), the hub's public keys, and a TLS
-    context that loads (CA included). Raises AuthRefused naming the ``[sync]`` key at fault."""
+    context that loads (CA included). Raises AuthRefused naming the ``[sync]`` key at fault.
+    With ``state_dir`` and ``now``, a renewed certificate there is preferred when it is the
+    newest valid one (edge_agent.sync.renewal)."""
+    cert_path = sync.cert
+    if state_dir is not None and now is not None:
+        cert_path = best_certificate(sync.cert, sync.key, sync.ca, state_dir, gateway_id, now)
     try:
-        gateway = load_certified_key(sync.key, sync.cert)
+        gateway = load_certified_key(sync.key, cert_path)
     except ProvisioningError as exc:
         raise AuthRefused("gateway_certificate", f"sync.cert/sync.key: {exc}") from None
     cn = common_name(gateway.cert)
@@ -76,10 +86,10 @@ def load_material(sync: SyncConfig, gateway_id: str) -> Material:
     except ProvisioningError as exc:
         raise AuthRefused("hub_keys", f"sync.hub_keys: {exc}") from None
     try:
-        tls_context(sync.ca, sync.cert, sync.key)
+        tls_context(sync.ca, cert_path, sync.key)
     except AuthRefused as exc:
         raise AuthRefused(exc.reason, f"sync.ca: {exc.detail}") from None
-    return Material(gateway, hub)
+    return Material(gateway, hub, cert_path)
 
 
 class SyncPart:
@@ -119,6 +129,8 @@ class SyncPart:
         self.link: MqttLink | None = None
         self.uplink: Uplink | None = None
         self.heartbeat: Heartbeat | None = None
+        self.renewer: Renewer | None = None
+        self.not_after: datetime | None = None
         self.material_error: AuthRefused | None = None
         self.since = clock()
         self._reported = "offline"
@@ -160,12 +172,15 @@ class SyncPart:
         loop = asyncio.get_running_loop()
         self._unsubscribe = self.events.subscribe(self._on_event)
         try:
-            material = await loop.run_in_executor(None, load_material, self.sync, self.config.gateway.id)
+            material = await loop.run_in_executor(None, self._load_material)
         except AuthRefused as exc:
             self._material_failed(exc)
             self._tasks.append(loop.create_task(self._retry_material(), name="sync-material"))
             return
         self._begin(material)
+
+    def _load_material(self) -> Material:
+        return load_material(self.sync, self.config.gateway.id, self.config.state_dir, self.clock())
 
     def _material_failed(self, exc: AuthRefused) -> None:
         self.material_error = exc
@@ -177,7 +192,7 @@ class SyncPart:
         while True:
             await asyncio.sleep(self.backoff.next_delay())
             try:
-                material = await loop.run_in_executor(None, load_material, self.sync, self.config.gateway.id)
+                material = await loop.run_in_executor(None, self._load_material)
             except AuthRefused as exc:
                 if str(exc) != str(self.material_error):
                     self._material_failed(exc)
@@ -198,12 +213,13 @@ class SyncPart:
                 port=sync.port,
                 client_id=gw.id,
                 ca=sync.ca,
-                cert=sync.cert,
+                cert=material.cert_path or sync.cert,
                 key=sync.key,
                 keepalive_s=sync.keepalive_s,
                 session_expiry_s=sync.session_expiry_s,
                 will=Will(self.status_topic, OFFLINE_WILL, qos=1, retain=True),
-                subscriptions=(topic(gw.province, gw.id, "ack"),),
+                subscriptions=(topic(gw.province, gw.id, "ack"),)
+                + ((topic(gw.province, gw.id, "renew/cert"),) if sync.renew_before_days > 0 else ()),
                 max_queued=sync.in_flight + 4,  # reading batches, an alert batch, heartbeats
             ),
             backoff=self.backoff,
@@ -226,7 +242,22 @@ class SyncPart:
             clock_monitor=self.clock_monitor,
             stall_backoff=self.stall_backoff,
         )
-        not_after = material.gateway.cert.not_valid_after_utc
+        self.not_after = material.gateway.cert.not_valid_after_utc
+        if sync.renew_before_days > 0:
+            uplink = self.uplink
+            self.renewer = Renewer(
+                link=self.link,
+                province=gw.province,
+                gateway_id=gw.id,
+                before_days=sync.renew_before_days,
+                ca_path=sync.ca,
+                hub_signing=material.hub.signing,
+                state_dir=cfg.state_dir,
+                current=lambda: uplink.gateway,
+                renewed=self._renewed,
+                clock=self.clock,
+            )
+            self.uplink.on_other = self.renewer.offer
         self.heartbeat = Heartbeat(
             link=self.link,
             topic=self.status_topic,
@@ -234,21 +265,49 @@ class SyncPart:
             interval_s=sync.heartbeat_s,
             clock=self.clock,
             clock_monitor=self.clock_monitor,
-            certificate=lambda: self._certificate(not_after),
+            certificate=self._certificate,
             state_dir=cfg.state_dir,
         )
         self.link.add_listener(self._on_link)
         self._tasks.append(loop.create_task(self._start_link(), name="sync-link-start"))
         self._tasks.append(loop.create_task(self.uplink.run(), name="sync-uplink-run"))
         self._tasks.append(loop.create_task(self.heartbeat.run(), name="sync-heartbeat"))
+        if self.renewer is not None:
+            self._tasks.append(loop.create_task(self._renew_after_connect(), name="sync-renewal-first"))
 
     async def _start_link(self) -> None:
         assert self.link is not None
         await self.link.start()
 
-    def _certificate(self, not_after: datetime) -> dict[str, object]:
-        days = (not_after - self.clock()).total_seconds() / 86400
-        return {"not_after": not_after.isoformat(), "days_left": round(days, 1)}
+    async def _renew_after_connect(self) -> None:
+        """The first renewal check as soon as the link is up (the job then checks hourly)."""
+        assert self.link is not None
+        await self.link.wait_connected()
+        await self.renew()
+
+    async def renew(self) -> None:
+        """The renewal job: renew the certificate through the hub when it is due."""
+        if self.renewer is not None:
+            await self.renewer.run_once()
+
+    def _renewed(self, gateway: CertifiedKey, path: Path) -> None:
+        """A renewed certificate: seal with it, report it, reconnect with it."""
+        if self.uplink is not None:
+            self.uplink.gateway = gateway
+        self.not_after = gateway.cert.not_valid_after_utc
+        if self.link is not None:
+            self.link.use_certificate(path)
+        if self.heartbeat is not None:
+            self.heartbeat.poke()
+
+    def _certificate(self) -> dict[str, object]:
+        if self.not_after is None:
+            return {}
+        days = (self.not_after - self.clock()).total_seconds() / 86400
+        doc: dict[str, object] = {"not_after": self.not_after.isoformat(), "days_left": round(days, 1)}
+        if self.renewer is not None:
+            doc["renewal"] = self.renewer.as_dict()
+        return doc
 
     def _on_link(self, event: LinkEvent) -> None:
         self._track()
@@ -300,7 +359,9 @@ class SyncPart:
             await self.link.stop(final=final)
 
     def jobs(self) -> Sequence[Job]:
-        return []
+        if self.sync.renew_before_days <= 0:
+            return []
+        return [Job("sync-renewal", CHECK_INTERVAL_S, self.renew)]
 
     # -- status ----------------------------------------------------------------------------------
     def report(self) -> Mapping[str, object]:
@@ -335,6 +396,8 @@ class SyncPart:
             doc["uplink"] = uplink.as_dict()
         if self.heartbeat is not None:
             doc["heartbeats"] = self.heartbeat.published
+        if self.not_after is not None:
+            doc["certificate"] = self._certificate()
         return {"sync": doc}
 
 

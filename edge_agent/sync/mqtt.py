@@ -40,7 +40,7 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -466,6 +466,17 @@ class MqttLink:
         """Call ``fn`` on the loop at every state change; returns a function that removes it."""
         self._listeners.append(fn)
         return lambda: self._listeners.remove(fn)
+
+    def use_certificate(self, cert: Path) -> None:
+        """Connect with ``cert`` from now on (a renewed certificate): the current connection is
+        closed cleanly (no last will) and the link reconnects with it after the usual backoff."""
+        self.settings = replace(self.settings, cert=cert)
+        self.cert_not_after = certificate_not_after(cert)
+        conn = self._current
+        if conn is not None:
+            log.info("event=sync_certificate_switched reconnect=true")
+            with contextlib.suppress(Exception):
+                conn.client.disconnect()
 
     def certificate_expired(self) -> bool:
         return self.cert_not_after is not None and self.cert_not_after <= self.clock()

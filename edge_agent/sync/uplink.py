@@ -147,6 +147,7 @@ class Uplink:
         self.clock_monitor = clock_monitor
         self.stall_backoff = stall_backoff or Backoff(base=STALL_BASE_S, cap=STALL_CAP_S)
         self.on_change = on_change
+        self.on_other: Callable[[Message], bool] | None = None  # other topics (renewal replies): True = taken
         self.counters = UplinkCounters()
         self.refused: AuthRefused | None = None  # the broker refused our publishes (ACL)
         self.in_flight: dict[str, _InFlight] = {}
@@ -411,6 +412,8 @@ class Uplink:
     async def handle(self, message: Message) -> None:
         """One message from the broker (an ack on our ``ack`` topic; anything else is ignored)."""
         if message.topic != self.ack_topic:
+            if self.on_other is not None and self.on_other(message):
+                return
             self._ignore("unexpected_topic")
             return
         try:
