@@ -63,8 +63,11 @@ EXPORT_HELP = """\
 Write stored readings to stdout as FHIR R4 Observations: vital signs (category vital-signs, LOINC,
 UCUM), blood pressure as the 85354-9 panel, glucose as laboratory, the reading uid as identifier,
 the patient as subject by identifier (CCCD / BHYT systems of the Vietnamese draft core IG, or the
-station's local id). Readings without a patient are skipped and counted. NDJSON by default; a
-transaction Bundle (conditional create on the uid) with --format bundle. A summary goes to stderr.
+station's local id). Readings without a patient are skipped and counted. Then the NEWS2 and PEWS
+scores of the alerts the hub received (category survey, the alert's latest revision): a partial
+score is a lower bound (valueQuantity.comparator ">=", status preliminary, the missing parameters
+in a note). NDJSON by default; a transaction Bundle (conditional create on the identifier) with
+--format bundle. --since also applies to the alerts' ingest time. A summary goes to stderr.
 """
 
 
@@ -125,18 +128,41 @@ def build_parser() -> argparse.ArgumentParser:
         "so a deployment may keep its own group name undisclosed",
     )
     serve.add_argument("--no-status", action="store_true", help="do not subscribe to status (no fleet registry here)")
+    serve.add_argument(
+        "--issuing",
+        type=Path,
+        metavar="DIR",
+        help="the issuing CA (issuing.key.pem, issuing.cert.pem from ca init): also renew gateway certificates",
+    )
+    serve.add_argument(
+        "--crl",
+        type=Path,
+        metavar="CRL.pem",
+        help="with --issuing: revoked certificates are not renewed (re-read on change)",
+    )
+    serve.add_argument(
+        "--renewal-ledger",
+        type=Path,
+        metavar="FILE",
+        help="with --issuing: append every renewed certificate (JSON lines) for edge-provision revoke --renewals",
+    )
+    serve.add_argument(
+        "--renew-days", type=int, default=90, metavar="N", help="with --issuing: renewed certificates last N days (90)"
+    )
     serve.add_argument("--json", action="store_true", help="print the final counters as one JSON object on exit")
 
     export = sub.add_parser(
         "export",
-        help="write stored readings as FHIR R4 Observations to stdout",
+        help="write stored readings and NEWS2/PEWS scores as FHIR R4 Observations to stdout",
         description=EXPORT_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     export.add_argument("--fhir", action="store_true", required=True, help="FHIR R4 (the only export format)")
     export.add_argument("--store", required=True, metavar="DIR|URL", help="hub state directory or postgresql:// URL")
     export.add_argument(
-        "--since", metavar="T", help="only readings the hub ingested at or after T (ISO 8601; no offset = UTC)"
+        "--since",
+        metavar="T",
+        help="only readings (and alert revisions) the hub ingested at or after T (ISO 8601; no offset = UTC)",
     )
     export.add_argument("--format", choices=["ndjson", "bundle"], default="ndjson", help="ndjson (default) or bundle")
     export.add_argument(
@@ -230,6 +256,26 @@ def _serve(args: argparse.Namespace) -> int:
         ) from exc
     if not ca_certs:
         raise OperatorActionRequired(f"no certificate in {args.gateway_ca or args.ca}", "give the CA bundle")
+    renewal = None
+    if args.issuing is not None:
+        from hub.renewal import RenewalAuthority
+        from provisioning.issuing import load_issuing
+
+        if not 1 <= args.renew_days <= 825:
+            return _usage("--renew-days must be 1..825")
+        try:
+            issuing = load_issuing(args.issuing)
+        except ProvisioningError as exc:
+            raise OperatorActionRequired(f"cannot load the issuing CA: {exc}", "check --issuing") from exc
+        renewal = RenewalAuthority(
+            issuing,
+            hub_keys.signing,
+            ca_certs,
+            lambda: datetime.now(UTC),
+            crl=args.crl,
+            ledger=args.renewal_ledger,
+            days=args.renew_days,
+        )
     worker_id = args.worker_id or common_name(identity.cert)
     settings = WorkerSettings(
         host=host,
@@ -254,7 +300,7 @@ def _serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     try:
         ingestor = Ingestor(store, hub_keys, ca_certs)
-        worker = HubWorker(settings, ingestor)
+        worker = HubWorker(settings, ingestor, renewal=renewal)
         log.info(
             "event=worker_starting worker=%s store=%s backend=%s broker=%s:%d",
             worker_id,
@@ -267,7 +313,8 @@ def _serve(args: argparse.Namespace) -> int:
     finally:
         store.close()
     if args.json:
-        print(json.dumps({"worker": worker_id, **ingestor.metrics.to_json(), **worker.metrics.to_json()}))
+        extra = {} if renewal is None else renewal.metrics()
+        print(json.dumps({"worker": worker_id, **ingestor.metrics.to_json(), **worker.metrics.to_json(), **extra}))
     return EXIT_OK
 
 
@@ -277,7 +324,17 @@ def _parse_since(text: str) -> datetime:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from hub.fhir import ExportStats, FhirSettings, observations, write_bundle, write_ndjson
+    from itertools import chain
+
+    from hub.fhir import (
+        SCORE_KINDS,
+        ExportStats,
+        FhirSettings,
+        observations,
+        score_observations,
+        write_bundle,
+        write_ndjson,
+    )
     from hub.store import open_store
 
     since = None
@@ -289,7 +346,10 @@ def _export(args: argparse.Namespace) -> int:
     settings = FhirSettings(cccd_system=args.cccd_system, bhyt_system=args.bhyt_system, system_base=args.system_base)
     stats = ExportStats()
     with open_store(args.store, create=False) as store:
-        resources = observations(store.iter_readings(since=since), settings, stats)
+        resources = chain(
+            observations(store.iter_readings(since=since), settings, stats),
+            score_observations(store.iter_alerts(since=since, kinds=SCORE_KINDS), settings, stats),
+        )
         if args.format == "bundle":
             write_bundle(resources, sys.stdout, settings=settings, now=datetime.now(UTC))
         else:
@@ -301,7 +361,9 @@ def _export(args: argparse.Namespace) -> int:
     else:
         print(
             f"exported {stats.observations} observations ({stats.panels} blood-pressure panels) from "
-            f"{stats.readings} readings; {stats.skipped_unassigned} readings without a patient skipped",
+            f"{stats.readings} readings; {stats.skipped_unassigned} readings without a patient skipped; "
+            f"{stats.scores} NEWS2/PEWS scores ({stats.partial_scores} partial, as lower bounds) from "
+            f"{stats.score_alerts} score alerts, {stats.scores_skipped_unassigned} without a patient skipped",
             file=sys.stderr,
         )
     return EXIT_OK

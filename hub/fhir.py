@@ -38,16 +38,19 @@ from datetime import UTC, datetime
 from typing import TextIO
 
 from device_drivers.records import VITALS, Vital
-from hub.store import StoredReading
+from hub.store import StoredAlert, StoredReading
 
 __all__ = [
     "BHYT_SYSTEM",
     "CCCD_SYSTEM",
     "DEFAULT_SYSTEM_BASE",
+    "SCORE_KINDS",
     "ExportStats",
     "FhirSettings",
     "observations",
     "patient_identifier",
+    "score_observation",
+    "score_observations",
     "write_bundle",
     "write_ndjson",
 ]
@@ -139,6 +142,10 @@ class ExportStats:
     panels: int = 0
     skipped_unassigned: int = 0
     by_category: dict[str, int] = field(default_factory=dict)
+    score_alerts: int = 0  # NEWS2 / PEWS alerts read from the store
+    scores: int = 0  # of them exported as score Observations
+    partial_scores: int = 0  # of those, partial (exported as a lower bound)
+    scores_skipped_unassigned: int = 0  # alerts of a device with no visit: no patient
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -146,6 +153,10 @@ class ExportStats:
             "observations": self.observations,
             "bp_panels": self.panels,
             "skipped_unassigned": self.skipped_unassigned,
+            "score_alerts": self.score_alerts,
+            "scores": self.scores,
+            "partial_scores": self.partial_scores,
+            "scores_skipped_unassigned": self.scores_skipped_unassigned,
             "by_category": dict(sorted(self.by_category.items())),
         }
 
@@ -392,3 +403,106 @@ def write_bundle(
         n += 1
     out.write("]}\n" if n else "}\n")  # FHIR JSON has no empty arrays: no entries, no "entry"
     return n
+
+
+# -- early-warning scores (issue 13) ---------------------------------------------------------------
+# NEWS2 total: SNOMED CT 1104051000000101 "Royal College of Physicians National Early Warning Score
+# 2 (NEWS2) total score", as public UK examples use it (shared/reference/clinical.md section 4.2).
+# PEWS: no code was verified, so it carries text only.
+SNOMED = "http://snomed.info/sct"
+_SCORE_CODES: dict[str, dict[str, object]] = {
+    "news2": {
+        "coding": [{"system": SNOMED, "code": "1104051000000101", "display": "RCP NEWS2 total score"}],
+        "text": "NEWS2 total score",
+    },
+    "pews": {"text": "National PEWS (NHS England SPOT) total score"},
+}
+SCORE_KINDS: tuple[str, ...] = tuple(_SCORE_CODES)  # alert kinds that carry an early-warning score
+
+
+def score_observation(
+    alert: dict[str, object], gateway_id: str, settings: FhirSettings | None = None
+) -> dict[str, object]:
+    """The score of a NEWS2 or PEWS alert (its payload, ``edge_agent.alerts.Alert.to_json``) as a
+    ``survey`` Observation. A partial score (some parameter missing) is exported as what it is, a
+    lower bound: ``valueQuantity.comparator`` ``>=`` and a note naming the missing parameters, so
+    no receiver can read it as a complete (possibly normal) score. ``derivedFrom`` names the
+    readings it used (by uid); values the nurse entered are in the note."""
+    settings = settings or FhirSettings()
+    kind = str(alert["kind"])
+    if kind not in _SCORE_CODES:
+        raise ValueError(f"not a score alert: {kind!r}")
+    score = alert.get("score")
+    partial = bool(alert.get("partial"))
+    missing = [str(m) for m in alert.get("missing") or []]  # type: ignore[attr-defined]
+    inputs = [(str(n), float(v), str(u)) for n, v, u in alert.get("inputs") or []]  # type: ignore[attr-defined]
+    when = str(alert.get("updated_at") or alert["raised_at"])
+    obs: dict[str, object] = {
+        "resourceType": "Observation",
+        "id": "se-" + hashlib.sha256(f"{alert['alert_id']}|{when}".encode()).hexdigest()[:40],
+        "identifier": [{"system": settings.reading_uid_system, "value": f"alert:{alert['alert_id']}@{when}"}],
+        "status": "preliminary" if partial else "final",
+        "category": [{"coding": [{"system": OBSERVATION_CATEGORY, "code": "survey", "display": "Survey"}]}],
+        "code": _SCORE_CODES[kind],
+        "subject": {"type": "Patient", "identifier": patient_identifier(str(alert["subject"]), settings)},
+        "effectiveDateTime": _instant(datetime.fromisoformat(when)),
+        "performer": [
+            {
+                "type": "Organization",
+                "identifier": {"system": settings.station_system, "value": gateway_id},
+                "display": f"station {gateway_id}",
+            }
+        ],
+    }
+    if not isinstance(score, int | float) or isinstance(score, bool) or not math.isfinite(float(score)):
+        obs["dataAbsentReason"] = _absent("unknown", "Unknown")
+    else:
+        quantity: dict[str, object] = {"value": float(score), "unit": "score", "system": UCUM, "code": "{ScoreOf}"}
+        if partial:
+            quantity = {
+                "value": float(score),
+                "comparator": ">=",
+                **{k: quantity[k] for k in ("unit", "system", "code")},
+            }
+        obs["valueQuantity"] = quantity
+    notes = []
+    if partial:
+        notes.append("partial score, a lower bound; missing: " + (", ".join(missing) if missing else "unknown"))
+    manual = [f"{n} {v:g}" for n, v, u in inputs if u == "manual"]
+    if manual:
+        notes.append("entered by the nurse: " + ", ".join(manual))
+    notes.append(f"level {alert.get('level')} ({alert.get('state')}); model {alert.get('model')}")
+    obs["note"] = [{"text": t} for t in notes]
+    derived = [
+        {"identifier": {"system": settings.reading_uid_system, "value": u}} for _, _, u in inputs if u != "manual"
+    ]
+    if derived:
+        obs["derivedFrom"] = derived
+    return obs
+
+
+def score_observations(
+    alerts: Iterable[StoredAlert], settings: FhirSettings | None = None, stats: ExportStats | None = None
+) -> Iterator[dict[str, object]]:
+    """Score Observations (:func:`score_observation`) of the NEWS2 / PEWS alerts the hub stored
+    (each at its highest revision, as :meth:`hub.store.HubStore.iter_alerts` yields them), with
+    ``issued`` the time the hub ingested that revision. Other kinds are ignored; an alert of a
+    device with no visit (subject ``device:…``) has no patient and is skipped, and counted."""
+    settings = settings or FhirSettings()
+    stats = stats if stats is not None else ExportStats()
+    for stored in alerts:
+        payload = stored.payload
+        if str(payload.get("kind")) not in _SCORE_CODES:
+            continue
+        stats.score_alerts += 1
+        subject = str(payload.get("subject") or "")
+        if not subject or subject.startswith("device:"):
+            stats.scores_skipped_unassigned += 1
+            continue
+        obs = score_observation(payload, stored.gateway_id, settings)
+        obs["issued"] = _instant(stored.ingested_at)
+        stats.scores += 1
+        stats.partial_scores += obs["status"] == "preliminary"
+        stats.observations += 1
+        stats.by_category["survey"] = stats.by_category.get("survey", 0) + 1
+        yield obs

@@ -250,6 +250,12 @@ class HubStore(abc.ABC):
         """Stored alerts (their highest revision), ordered by alert id."""
 
     @abc.abstractmethod
+    def iter_alerts(self, since: datetime | None = None, kinds: Sequence[str] | None = None) -> Iterator[StoredAlert]:
+        """Stored alerts (their highest revision) whose revision the hub ingested at or after
+        ``since`` (all when None), of the given ``kinds`` only (all when None), ordered by alert
+        id and read in pages like :meth:`iter_readings`."""
+
+    @abc.abstractmethod
     def schema_version(self) -> int: ...
 
     @abc.abstractmethod

@@ -149,3 +149,28 @@ class SqlStore(HubStore):
             else self._query(sql + f" WHERE gateway_id = {self.placeholder} ORDER BY alert_id", (gateway_id,))
         )
         return [StoredAlert(a, g, int(r), dict(self._from_json(p)), b, self._to_time(t)) for a, g, r, p, b, t in rows]
+
+    def iter_alerts(self, since: datetime | None = None, kinds: Sequence[str] | None = None) -> Iterator[StoredAlert]:
+        p = self.placeholder
+        where = ""
+        extra_params: list[Any] = []
+        if since is not None:
+            where += f" AND ingested_at >= {p}"
+            extra_params.append(self._time_param(since))
+        if kinds is not None:
+            if not kinds:
+                return
+            where += f" AND kind IN ({', '.join([p] * len(kinds))})"
+            extra_params.extend(kinds)
+        key = ""
+        while True:
+            rows = self._query(
+                "SELECT alert_id, gateway_id, rev, payload, batch_id, ingested_at FROM alerts "
+                f"WHERE alert_id > {p}{where} ORDER BY alert_id LIMIT {PAGE_SIZE}",
+                (key, *extra_params),
+            )
+            for a, g, r, pl, b, t in rows:
+                yield StoredAlert(a, g, int(r), dict(self._from_json(pl)), b, self._to_time(t))
+            if len(rows) < PAGE_SIZE:
+                return
+            key = rows[-1][0]

@@ -2,7 +2,8 @@
 
 Layout (docs/models.md):
 
-* ``news2``, ``bp``, ``events``: reference implementations in plain Python, citing their source.
+* ``news2``, ``bp``, ``pews``, ``imci``, ``pregnancy``, ``events``: reference implementations in
+  plain Python, citing their source (docs/scores.md says which applies to whom).
 * ``tables``: the same scoring tables as data, from which ``build`` makes ONNX graphs.
 * ``manifest``, ``signing``: the signed manifest format, shared by the build and the gateway.
 * ``build`` / ``train``: workstation-only scripts (need the ``models`` extra: onnx, skl2onnx,

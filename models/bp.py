@@ -14,7 +14,11 @@ Severe elevation ("crisis"): SBP ≥180 and/or DBP ≥110, grade 3 of the older 
 classification, the threshold commonly used to flag hypertensive urgency/emergency for immediate
 review (clinical.md §3.4). Separate from NEWS2, which scores only SBP ≥220.
 
-Values are rounded to whole mmHg (half up) first, as in NEWS2. A missing component is ``None``:
+Between the steps (clinical.md section 5): device values are not rounded; bands printed as
+closed ranges (130-139, 140-159) leave gaps that score in the more severe band, so SBP 139.5 is
+grade 1 and 159.5 grade 2, DBP 89.5 grade 1 and 99.5 grade 2; "normal" is printed as ``<130`` /
+``<85``, so 129.9 is normal. Severe elevation is SBP > 179 or DBP > 109 (the gaps below 180 and
+110 count as severe). A missing component is ``None``:
 the category is then decided by the other one alone (a lower bound, reported as partial), and
 the crisis flag is set if the present component crosses its threshold.
 """
@@ -22,7 +26,6 @@ the crisis flag is set if the present component crosses its threshold.
 from __future__ import annotations
 
 import enum
-import math
 from dataclasses import dataclass
 
 
@@ -37,34 +40,36 @@ class BpCategory(enum.IntEnum):
         return ("normal", "high-normal", "grade-1-hypertension", "grade-2-hypertension")[self]
 
 
-CRISIS_SYSTOLIC = 180  # mmHg, ≥
-CRISIS_DIASTOLIC = 110  # mmHg, ≥
-
-
-def _round(x: float) -> int:
-    return math.floor(x + 0.5)
+CRISIS_SYSTOLIC_ABOVE = 179.0  # mmHg: severe when SBP > 179 (>= 180 and the gap below it)
+CRISIS_DIASTOLIC_ABOVE = 109.0  # mmHg: severe when DBP > 109
 
 
 def systolic_category(sbp: float) -> BpCategory:
-    s = _round(sbp)
-    if s < 130:
+    if sbp < 130:
         return BpCategory.NORMAL
-    if s < 140:  # 130–139
+    if sbp <= 139:  # 130-139
         return BpCategory.HIGH_NORMAL
-    if s < 160:  # 140–159
+    if sbp <= 159:  # (139, 140) and 140-159
         return BpCategory.GRADE_1
-    return BpCategory.GRADE_2  # ≥160
+    return BpCategory.GRADE_2  # (159, 160) and >=160
 
 
 def diastolic_category(dbp: float) -> BpCategory:
-    d = _round(dbp)
-    if d < 85:
+    if dbp < 85:
         return BpCategory.NORMAL
-    if d < 90:  # 85–89
+    if dbp <= 89:  # 85-89
         return BpCategory.HIGH_NORMAL
-    if d < 100:  # 90–99
+    if dbp <= 99:  # (89, 90) and 90-99
         return BpCategory.GRADE_1
-    return BpCategory.GRADE_2  # ≥100
+    return BpCategory.GRADE_2  # (99, 100) and >=100
+
+
+def severe_systolic(sbp: float) -> bool:
+    return sbp > CRISIS_SYSTOLIC_ABOVE
+
+
+def severe_diastolic(dbp: float) -> bool:
+    return dbp > CRISIS_DIASTOLIC_ABOVE
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,10 +84,10 @@ def bp_category(*, bp_systolic: float | None = None, bp_diastolic: float | None 
     crisis = []
     if bp_systolic is not None:
         cats.append(systolic_category(bp_systolic))
-        crisis.append(_round(bp_systolic) >= CRISIS_SYSTOLIC)
+        crisis.append(severe_systolic(bp_systolic))
     if bp_diastolic is not None:
         cats.append(diastolic_category(bp_diastolic))
-        crisis.append(_round(bp_diastolic) >= CRISIS_DIASTOLIC)
+        crisis.append(severe_diastolic(bp_diastolic))
     if not cats:
         return BpResult(category=None, crisis=None, partial=True)
     return BpResult(category=max(cats), crisis=any(crisis), partial=len(cats) < 2)

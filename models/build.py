@@ -19,12 +19,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from models import BUILT_DIR, graphs, manifest, reference, signing, tables
 from models.news2 import PARAMETERS
+from models.pews import PARAMETERS as PEWS_PARAMETERS
 from models.vitals import ALL_UNITS
 
 N = math.nan
 
-NEWS2_VERSION = "1.0.0"
-BP_VERSION = "1.0.0"
+# 2.0.0: the gap rule of clinical.md section 5 (no rounding) and the partial/missing_count outputs.
+NEWS2_VERSION = "2.0.0"
+BP_VERSION = "2.0.0"  # 2.0.0: the gap rule (139.5 is grade 1; severe above 179/109)
+PEWS_VERSION = "1.0.0"
 
 # Self-test vectors: rows in tables.NEWS2_INPUTS order
 # (resp_rate, spo2, on_oxygen, bp_systolic, heart_rate, consciousness, body_temp, spo2_scale).
@@ -37,6 +40,9 @@ NEWS2_SELF_TEST: tuple[tuple[float, ...], ...] = (
     (18, 97, 1, 120, 80, 0, 37.0, 2),  # scale 2 on oxygen, ≥97: 3
     (18, 95, N, 120, 80, 0, 37.0, 2),  # scale 2, oxygen unknown above 92: unknown
     (20, 91, 0, 110, 91, 0, 38.05, 1),  # boundaries
+    (8.5, 95.5, 0, 90.5, 130.5, 0, 35.05, 1),  # in the gaps: the more severe band (3+1+0+3+3+0+3)
+    (20.5, 91.5, 1, 219.5, 40.5, 0, 39.05, 2),  # gaps on scale 2 on oxygen
+    (N, 92.5, 1, N, 50.5, N, 36.05, 2),  # partial, in gaps
 )
 BP_SELF_TEST: tuple[tuple[float, ...], ...] = (
     (120, 80),
@@ -48,6 +54,21 @@ BP_SELF_TEST: tuple[tuple[float, ...], ...] = (
     (N, N),
     (182, N),
     (129.5, 84.4),
+    (139.5, 89.5),  # gaps: grade 1
+    (179.5, 60),  # severe (> 179)
+    (120, 109.5),  # severe (> 109)
+    (159.5, 99.5),  # grade 2
+)
+# Rows in tables.PEWS_INPUTS order (age group, rr, distress, spo2, o2 flow, high flow, hr, sbp,
+# capillary refill, ACVPU, temperature).
+PEWS_SELF_TEST: tuple[tuple[float, ...], ...] = (
+    (1, 30, 0, 98, 0, 0, 120, 95, 1, 0, 37.0),  # 1-4 y, all normal: 0
+    (N, 30, 0, 98, 0, 0, 120, 95, 1, 0, 37.0),  # no age group: no score
+    (1, N, N, N, N, N, N, N, N, N, N),  # nothing known
+    (0, 65, 2, 91, 1, 0, 185, 45, 3, 0, 38.5),  # infant, deranged: 2+2+4+1+4+4+2 = 19, sepsis
+    (2, 45, N, 93, N, N, 125, N, N, 2, 35.5),  # 5-12 y partial; V escalates to high
+    (3, 24.99, 0, 91.005, 0, 1, 129.99, 139.99, 2.5, 4, N),  # edges and gaps; U: emergency
+    (1, 39.99, 1, 95, 0.005, 0, 89.99, 79.99, 2, 0, 36.0),  # 1-4 y edges
 )
 
 
@@ -89,9 +110,14 @@ def news2_body(version: str = NEWS2_VERSION) -> dict[str, Any]:
                 "columns": list(PARAMETERS),
                 "description": "points per parameter, NaN = missing",
             },
-            {"name": "total", "description": "sum of the known sub-scores (lower bound when partial)"},
+            {"name": "total", "description": "sum of the known sub-scores (lower bound when partial); NaN if none"},
             {"name": "red", "description": "1 if a known parameter scored 3"},
-            {"name": "risk", "description": "0 none, 1 low, 2 low-medium, 3 medium, 4 high"},
+            {
+                "name": "risk",
+                "description": "0 none, 1 low, 2 low-medium, 3 medium, 4 high (lower bound when partial); NaN if none",
+            },
+            {"name": "partial", "description": "1 if any parameter is missing: total and risk are lower bounds"},
+            {"name": "missing_count", "description": "number of missing parameters (0-7)"},
         ],
         "self_test": _self_test(NEWS2_SELF_TEST, reference.news2_row),
         "tolerance": 0.0,
@@ -104,16 +130,45 @@ def bp_body(version: str = BP_VERSION) -> dict[str, Any]:
         "id": "bp_category",
         "version": version,
         "role": "bp_category",
-        "source": "ISH 2020 global hypertension guideline (Unger et al., J Hypertens 2020); severe >=180/110",
+        "source": "ISH 2020 global hypertension guideline (Unger et al., J Hypertens 2020); severe >179/109",
         "input": {"name": graphs.INPUT_NAME, "dtype": "float64", "columns": _columns(tables.BP_INPUTS)},
         "outputs": [
             {
                 "name": "category",
                 "description": "0 normal, 1 high-normal, 2 grade 1, 3 grade 2; NaN if no BP",
             },
-            {"name": "crisis", "description": "1 if SBP >= 180 or DBP >= 110; NaN if no BP"},
+            {"name": "crisis", "description": "1 if SBP > 179 or DBP > 109; NaN if no BP"},
         ],
         "self_test": _self_test(BP_SELF_TEST, reference.bp_row),
+        "tolerance": 0.0,
+    }
+
+
+def pews_body(version: str = PEWS_VERSION) -> dict[str, Any]:
+    return {
+        "format": manifest.FORMAT,
+        "id": "pews",
+        "version": version,
+        "role": "pews",
+        "source": "National PEWS (NHS England SPOT NPEWS configuration document, via rcpch/digital-pews "
+        "spec/npews-scoring-tables.generated.md, clinician-checked 2026-06-30)",
+        "input": {"name": graphs.INPUT_NAME, "dtype": "float64", "columns": _columns(tables.PEWS_INPUTS)},
+        "outputs": [
+            {
+                "name": "subscores",
+                "columns": list(PEWS_PARAMETERS),
+                "description": "points per parameter (0, 1, 2 or 4), NaN = missing",
+            },
+            {"name": "total", "description": "sum of the known sub-scores (lower bound when partial); NaN if none"},
+            {
+                "name": "escalation",
+                "description": "0 none, 1 low, 2 medium, 3 high, 4 emergency (total or AVPU; lower bound when partial)",
+            },
+            {"name": "partial", "description": "1 if a scored parameter or AVPU is missing"},
+            {"name": "missing_count", "description": "scored parameters and AVPU missing (0-8)"},
+            {"name": "sepsis", "description": "1 if temperature >= 38 or < 36 C (think sepsis); NaN if none"},
+        ],
+        "self_test": _self_test(PEWS_SELF_TEST, reference.pews_row),
         "tolerance": 0.0,
     }
 
@@ -123,6 +178,7 @@ def build(out_dir: Path, key: Ed25519PrivateKey) -> list[Path]:
     return [
         write_model(out_dir, "news2", graphs.news2_graph().SerializeToString(), news2_body(), key),
         write_model(out_dir, "bp_category", graphs.bp_graph().SerializeToString(), bp_body(), key),
+        write_model(out_dir, "pews", graphs.pews_graph().SerializeToString(), pews_body(), key),
     ]
 
 

@@ -21,6 +21,15 @@ Default thresholds and durations, with their sources:
 * hypothermia: body temperature < 35.0 °C, one reading — the clinical definition of
   hypothermia (core temperature below 35 °C; Brown et al., N Engl J Med 2012;367:1930). NEWS2
   gives ≤35.0 °C three points.
+
+Between the steps (clinical.md section 5): every rule compares the device value as measured,
+never rounded, against a half-line (``< 90``, ``> 100``, ``>= 38.0``), so there is no gap between
+"condition" and "no condition": SpO2 89.9 is a desaturation, HR 100.4 tachycardia, 49.6
+bradycardia, 34.95 C hypothermia. (Rounding half up would have hidden exactly these.)
+
+The heart-rate rules use the adult definitions: the scorer applies them to adults (and to
+people whose age is not recorded), never to children, whose normal rates are higher (PEWS
+scores them by age instead).
 """
 
 from __future__ import annotations
@@ -28,6 +37,8 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+
+ADULT_ONLY = frozenset({"tachycardia", "bradycardia"})  # rule kinds not applied to children
 
 _OPS: dict[str, Callable[[float, float], bool]] = {
     "<": operator.lt,

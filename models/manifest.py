@@ -3,7 +3,7 @@
 One JSON file per model, ``<id>.manifest.json`` next to ``<model_file>`` (docs/models.md has a
 full example). Members:
 
-``format`` (1), ``id``, ``version``, ``role`` (``news2`` | ``bp_category`` | ``risk``),
+``format`` (1), ``id``, ``version``, ``role`` (``news2`` | ``bp_category`` | ``pews`` | ``risk``),
 ``model_file``, ``sha256`` (of the model file), ``source`` (citation), ``input``
 (``name``, ``dtype`` float64|float32, ``columns``: ``[{name, unit}]`` in column order; a missing
 value is NaN), ``outputs`` (``[{name, columns?, description}]``), ``self_test``
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 FORMAT = 1
-ROLES = ("news2", "bp_category", "risk")
+ROLES = ("news2", "bp_category", "pews", "risk")
 DTYPES = ("float64", "float32")
 MANIFEST_SUFFIX = ".manifest.json"
 

@@ -6,9 +6,12 @@ shared/reference/clinical.md §3.1 and §3.2. Written as explicit comparisons so
 line by line against the chart; the ONNX graph is built from ``models.tables`` instead, and the
 tests check the two agree on every boundary.
 
-Rounding (clinical.md §3.1 notes): temperature is rounded to one decimal, every other parameter to
-a whole number, before banding; halves round up (``floor(x + 0.5)``), with the same IEEE double
-operations as the ONNX graph so the two agree bit for bit.
+Between the chart's steps (clinical.md section 5, the project's rule of 2026-12-01): each band
+is the closed interval of real numbers printed on the chart (36.1-38.0 means 36.1 <= t <= 38.0),
+and a value in the gap between two bands scores in the **more severe** band: 35.05 C scores 3,
+SpO2 95.5 % scores 1, SBP 90.5 scores 3, HR 130.5 scores 3. Device values are never rounded
+(rounding halves up would under-score exactly these values); shown values keep the device's
+precision. The ONNX graph makes the same IEEE comparisons, so the two agree bit for bit.
 
 Missing parameters are ``None``: their sub-score is ``None`` and the result is *partial*. A
 partial total is a lower bound (a missing parameter can only add points), never "normal".
@@ -18,7 +21,6 @@ NEWS2 is validated for adults (≥16 years), not in pregnancy (clinical.md §3.2
 from __future__ import annotations
 
 import enum
-import math
 from dataclasses import dataclass
 
 PARAMETERS: tuple[str, ...] = (
@@ -42,63 +44,51 @@ class Risk(enum.IntEnum):
     HIGH = 4  # aggregate ≥7 (emergency response)
 
 
-def round_whole(x: float) -> int:
-    return math.floor(x + 0.5)
-
-
-def round_tenths(x: float) -> int:
-    """Temperature in tenths of a degree, rounded half up: 38.05 → 381."""
-    return math.floor(x * 10.0 + 0.5)
-
-
 def score_resp_rate(rr: float) -> int:
-    r = round_whole(rr)
-    if r <= 8:
+    if rr < 9:  # <=8, and the gap (8, 9)
         return 3
-    if r <= 11:  # 9–11
+    if rr < 12:  # 9-11, and (11, 12)
         return 1
-    if r <= 20:  # 12–20
+    if rr <= 20:  # 12-20
         return 0
-    if r <= 24:  # 21–24
+    if rr <= 24:  # (20, 21) and 21-24
         return 2
-    return 3  # ≥25
+    return 3  # (24, 25) and >=25
 
 
 def score_spo2_scale1(spo2: float) -> int:
-    s = round_whole(spo2)
-    if s <= 91:
+    if spo2 < 92:  # <=91, (91, 92)
         return 3
-    if s <= 93:  # 92–93
+    if spo2 < 94:  # 92-93, (93, 94)
         return 2
-    if s <= 95:  # 94–95
+    if spo2 < 96:  # 94-95, (95, 96)
         return 1
-    return 0  # ≥96
+    return 0  # >=96
 
 
 def score_spo2_scale2(spo2: float, on_oxygen: bool | None) -> int | None:
-    """Scale 2 (hypercapnic respiratory failure, target 88–92 %, chosen by a clinician).
+    """Scale 2 (hypercapnic respiratory failure, target 88-92 %, chosen by a clinician).
 
-    ≥93 % scores 0 on air but 1/2/3 on oxygen, so above 92 % the score needs ``on_oxygen``;
-    when it is unknown the sub-score is unknown (``None``).
+    Above 92 % the score needs ``on_oxygen`` (>=93 scores 0 on air but 1/2/3 on oxygen); when it
+    is unknown the sub-score is unknown (``None``).
     """
-    s = round_whole(spo2)
-    if s <= 83:
+    if spo2 < 84:  # <=83, (83, 84)
         return 3
-    if s <= 85:  # 84–85
+    if spo2 < 86:  # 84-85, (85, 86)
         return 2
-    if s <= 87:  # 86–87
+    if spo2 < 88:  # 86-87, (87, 88)
         return 1
-    if s <= 92:  # 88–92
+    if spo2 <= 92:  # 88-92
         return 0
     if on_oxygen is None:
         return None
     if not on_oxygen:
-        return 0  # ≥93 on air
-    if s <= 94:  # 93–94 on O2
+        return 0  # >=93 on air (and the gap (92, 93): both bands score 0 on air)
+    if spo2 <= 94:  # (92, 93) and 93-94 on O2
         return 1
-    if s <= 96:  # 95–96 on O2
+    if spo2 <= 96:  # (94, 95) and 95-96 on O2
         return 2
-    return 3  # ≥97 on O2
+    return 3  # (96, 97) and >=97 on O2
 
 
 def score_air_oxygen(on_oxygen: bool) -> int:
@@ -106,49 +96,46 @@ def score_air_oxygen(on_oxygen: bool) -> int:
 
 
 def score_systolic(sbp: float) -> int:
-    s = round_whole(sbp)
-    if s <= 90:
+    if sbp < 91:  # <=90, (90, 91)
         return 3
-    if s <= 100:  # 91–100
+    if sbp < 101:  # 91-100, (100, 101)
         return 2
-    if s <= 110:  # 101–110
+    if sbp < 111:  # 101-110, (110, 111)
         return 1
-    if s <= 219:  # 111–219
+    if sbp <= 219:  # 111-219
         return 0
-    return 3  # ≥220
+    return 3  # (219, 220) and >=220
 
 
 def score_pulse(hr: float) -> int:
-    p = round_whole(hr)
-    if p <= 40:
+    if hr < 41:  # <=40, (40, 41)
         return 3
-    if p <= 50:  # 41–50
+    if hr < 51:  # 41-50, (50, 51)
         return 1
-    if p <= 90:  # 51–90
+    if hr <= 90:  # 51-90
         return 0
-    if p <= 110:  # 91–110
+    if hr <= 110:  # (90, 91) and 91-110
         return 1
-    if p <= 130:  # 111–130
+    if hr <= 130:  # (110, 111) and 111-130
         return 2
-    return 3  # ≥131
+    return 3  # (130, 131) and >=131
 
 
 def score_consciousness(acvpu: int) -> int:
-    """0 = Alert scores 0; new Confusion, Voice, Pain, Unresponsive (1–4) score 3."""
+    """0 = Alert scores 0; new Confusion, Voice, Pain, Unresponsive (1-4) score 3."""
     return 0 if acvpu == 0 else 3
 
 
 def score_temperature(temp_c: float) -> int:
-    t = round_tenths(temp_c)
-    if t <= 350:  # ≤35.0
+    if temp_c < 35.1:  # <=35.0, (35.0, 35.1)
         return 3
-    if t <= 360:  # 35.1–36.0
+    if temp_c < 36.1:  # 35.1-36.0, (36.0, 36.1)
         return 1
-    if t <= 380:  # 36.1–38.0
+    if temp_c <= 38.0:  # 36.1-38.0
         return 0
-    if t <= 390:  # 38.1–39.0
+    if temp_c <= 39.0:  # (38.0, 38.1) and 38.1-39.0
         return 1
-    return 2  # ≥39.1
+    return 2  # (39.0, 39.1) and >=39.1
 
 
 def risk_from(total: int, red: bool) -> Risk:

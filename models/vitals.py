@@ -26,10 +26,20 @@ VITAL_UNITS: dict[str, str] = {
 #   consciousness: ACVPU as 0=A(lert), 1=C(new confusion), 2=V(oice), 3=P(ain), 4=U(nresponsive)
 #   on_oxygen:     0 = room air, 1 = any supplemental oxygen
 #   spo2_scale:    1 or 2 (NEWS2 SpO2 scale; scale 2 only when a clinician prescribed it)
+#   o2_flow:       supplemental oxygen flow, L/min (0 = room air)          (PEWS)
+#   o2_high_flow:  1 = high flow, CPAP or BiPAP, 0 = not                     (PEWS)
+#   resp_distress: 0 none, 1 mild, 2 moderate, 3 severe                      (PEWS)
+#   cap_refill:    capillary refill time, seconds                           (PEWS)
+#   pews_age_group: 0 = 0-11 months, 1 = 1-4 y, 2 = 5-12 y, 3 = >=13 y, from the visit's age band
 OBSERVATION_UNITS: dict[str, str] = {
     "consciousness": "{ACVPU}",
     "on_oxygen": "{bool}",
     "spo2_scale": "{scale}",
+    "o2_flow": "L/min",
+    "o2_high_flow": "{bool}",
+    "resp_distress": "{severity}",
+    "cap_refill": "s",
+    "pews_age_group": "{PEWS age group}",
 }
 
 ACVPU = "ACVPU"

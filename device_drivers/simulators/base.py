@@ -36,6 +36,8 @@ SCENARIOS = (
     "probe_off",
     "garbage_burst",
     "unplug_replug",
+    "child_unwell",
+    "pregnancy_hypertension",
 )
 
 
@@ -67,6 +69,19 @@ SCENARIO_TIMING: dict[str, tuple[int, int, int]] = {
     "bradycardia": (180, 8, 120),
 }
 DEFAULT_TIMING = (60, 8, 40)
+
+# The demo's two people who are not ordinary adults (edge_agent.scoring.demo_people): a child of
+# 1-4 years (normal rates for that age at baseline; then fast breathing, tachycardia for age,
+# hypoxaemia and fever: PEWS, WHO IMCI referral flags) and a pregnant woman (normal BP, then
+# hypertension to recheck, then severe hypertension). (baseline, unwell) per vital.
+CHILD_HR, CHILD_RR, CHILD_SPO2, CHILD_TEMP = (110.0, 150.0), (28.0, 48.0), (98.0, 88.0), (37.0, 38.6)
+CHILD_BP = (95.0, 60.0)
+PREGNANCY_BP = ((118.0, 74.0), (146.0, 94.0), (164.0, 112.0))  # normal; >= 140/90 recheck; >= 160/110 severe
+
+
+def _towards(pair: tuple[float, float], ramp: float) -> float:
+    """From baseline (ramp 0) to the unwell value (ramp 1), one decimal."""
+    return round(pair[0] + ramp * (pair[1] - pair[0]), 1)
 
 
 def patient_timeline(scenario: str, seed: int = 0) -> Iterator[PatientState]:
@@ -108,6 +123,19 @@ def patient_timeline(scenario: str, seed: int = 0) -> Iterator[PatientState]:
             s = dataclasses.replace(
                 s, bp_systolic=s.bp_systolic + round(ramp * 66), bp_diastolic=s.bp_diastolic + round(ramp * 36)
             )
+        elif scenario == "child_unwell":
+            s = dataclasses.replace(
+                s,
+                heart_rate=_towards(CHILD_HR, ramp),
+                resp_rate=_towards(CHILD_RR, ramp),
+                spo2=_towards(CHILD_SPO2, ramp),
+                body_temp=_towards(CHILD_TEMP, ramp),
+                bp_systolic=CHILD_BP[0],
+                bp_diastolic=CHILD_BP[1],
+            )
+        elif scenario == "pregnancy_hypertension":
+            sbp, dbp = PREGNANCY_BP[0 if not event else 1 if phase < start + 12 else 2]
+            s = dataclasses.replace(s, heart_rate=88.0, bp_systolic=sbp, bp_diastolic=dbp)
         elif scenario == "probe_off" and 10 <= phase < 20:
             s = dataclasses.replace(s, probe_off=True)
         elif scenario == "garbage_burst" and phase % 7 == 3:

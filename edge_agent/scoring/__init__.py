@@ -7,9 +7,10 @@ Integration (edge_agent.pipeline)::
     events += scorer.tick(now)                              # periodically (e.g. every 5 s)
     scorer.acknowledge(alert_id, who="nurse Lan", now=now)
     scorer.set_manual("patient-17", resp_rate=22, consciousness="A", on_oxygen=False)
+    scorer.set_patient("patient-17", PatientContext(AgeBand.YEARS_1_4))  # the score follows the person
     scorer.status()   # {"available": bool, "error": str, "models": [...], "open_alerts": n, ...}
 
-See docs/models.md.
+See docs/models.md and docs/scores.md.
 """
 
 from __future__ import annotations

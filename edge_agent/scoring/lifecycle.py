@@ -12,7 +12,8 @@ key and returns the event to show, if any. Rules:
 * open and the condition absent → **cleared**, but only when every parameter that caused the
   alert has been measured again: a parameter that simply stopped arriving is not "resolved";
 * open, unacknowledged, and not told for ``renotify_s`` → **renotified** (``tick``);
-* ``clear_stale`` closes the alerts of a subject that has sent nothing for a long time.
+* ``clear_subject`` closes the alerts of a subject (the scorer: one that has sent nothing for a
+  long time); it costs the number of that subject's alerts, so clearing is linear overall.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from edge_agent.alerts import Ack, Alert, AlertLevel, AlertState
+from edge_agent.scoring import labels as L
 from edge_agent.scoring.errors import AlertNotFound
 
 _KEEP_CLOSED = 500  # cleared alerts kept in memory, so a late acknowledgement still lands
@@ -49,6 +51,7 @@ class AlertBook:
         self.renotify_s = renotify_s
         self._new_id = new_id
         self._open: dict[tuple[str, str], Alert] = {}
+        self._kinds: dict[str, set[str]] = {}  # subject -> kinds open (clear_subject in O(its alerts))
         self._closed: OrderedDict[str, Alert] = OrderedDict()
 
     # -- queries --------------------------------------------------------------------------------
@@ -67,7 +70,7 @@ class AlertBook:
         """Re-adopt open alerts saved before a restart (they are not raised again)."""
         for a in alerts:
             if a.is_open:
-                self._open[(a.subject, a.kind)] = a
+                self._put(a)
 
     # -- transitions ----------------------------------------------------------------------------
     def assess(self, f: Finding, now: datetime) -> Alert | None:
@@ -93,7 +96,7 @@ class AlertBook:
                 missing=f.missing,
                 causes=f.causes,
             )
-            self._open[key] = alert
+            self._put(alert)
             return alert
         if f.level is None:
             if set(cur.causes) <= f.known:
@@ -135,7 +138,19 @@ class AlertBook:
         return out
 
     def clear_subject(self, subject: str, now: datetime, reason: str) -> list[Alert]:
-        return [self._close(a, now, reason, None) for (s, _), a in list(self._open.items()) if s == subject]
+        kinds = sorted(self._kinds.get(subject, ()))
+        return [self._close(self._open[(subject, k)], now, reason, None) for k in kinds]
+
+    def open_kinds(self, subject: str) -> frozenset[str]:
+        return frozenset(self._kinds.get(subject, ()))
+
+    def clear_kind(self, subject: str, kind: str, now: datetime, reason: str) -> Alert | None:
+        cur = self._open.get((subject, kind))
+        return None if cur is None else self._close(cur, now, reason, None)
+
+    def _put(self, alert: Alert) -> None:
+        self._open[(alert.subject, alert.kind)] = alert
+        self._kinds.setdefault(alert.subject, set()).add(alert.kind)
 
     def acknowledge(self, alert_id: str, who: str, now: datetime) -> Alert:
         if not who.strip():
@@ -159,11 +174,16 @@ class AlertBook:
             updated_at=now,
             score=cur.score if f is None else f.score,
             inputs=cur.inputs if f is None else f.inputs,
-            message=f"cleared ({reason}): now {f.message}"
+            message=L.cleared_text(reason, f.message, now=True)
             if f is not None and f.message
-            else f"cleared ({reason}): {cur.message}",
+            else L.cleared_text(reason, cur.message, now=False),
         )
         del self._open[(cur.subject, cur.kind)]
+        kinds = self._kinds.get(cur.subject)
+        if kinds is not None:
+            kinds.discard(cur.kind)
+            if not kinds:
+                del self._kinds[cur.subject]
         self._closed[closed.alert_id] = closed
         while len(self._closed) > _KEEP_CLOSED:
             self._closed.popitem(last=False)

@@ -36,15 +36,20 @@ from edge_agent.scoring.runtime import RuntimeInfo
 from models import manifest as mf
 from models import signing
 from models.news2 import PARAMETERS as NEWS2_PARAMETERS
+from models.pews import PARAMETERS as PEWS_PARAMETERS
 from models.vitals import OBSERVATION_UNITS
 
 log = logging.getLogger(__name__)
 
+# A NEWS2 or PEWS model must say how complete its score is (partial, missing_count), so a model
+# whose total or level could be read as "normal" for an empty or partial set is refused.
 REQUIRED_OUTPUTS: dict[str, frozenset[str]] = {
-    "news2": frozenset({"subscores", "total", "red", "risk"}),
+    "news2": frozenset({"subscores", "total", "red", "risk", "partial", "missing_count"}),
     "bp_category": frozenset({"category", "crisis"}),
+    "pews": frozenset({"subscores", "total", "escalation", "partial", "missing_count", "sepsis"}),
     "risk": frozenset(),
 }
+_SUBSCORE_COLUMNS: dict[str, tuple[str, ...]] = {"news2": NEWS2_PARAMETERS, "pews": PEWS_PARAMETERS}
 _ORT_DTYPES = {"float64": "tensor(double)", "float32": "tensor(float)"}
 _GATEWAY_UNITS: dict[str, str] = {**{str(v): u for v, u in UNITS.items()}, **OBSERVATION_UNITS}
 ACTIVE_FILE = "active.json"
@@ -162,10 +167,11 @@ class ModelRegistry:
         missing_out = REQUIRED_OUTPUTS[man.role] - set(man.outputs)
         if missing_out:
             raise ModelRejected(man.ref, "bad_outputs", f"role {man.role} needs outputs {sorted(missing_out)}")
-        if man.role == "news2":
+        if man.role in _SUBSCORE_COLUMNS:
+            want = _SUBSCORE_COLUMNS[man.role]
             subs = next((o for o in raw["outputs"] if isinstance(o, dict) and o.get("name") == "subscores"), {})
-            if tuple(subs.get("columns") or ()) != NEWS2_PARAMETERS:
-                raise ModelRejected(man.ref, "bad_outputs", f"subscores columns must be {list(NEWS2_PARAMETERS)}")
+            if tuple(subs.get("columns") or ()) != want:
+                raise ModelRejected(man.ref, "bad_outputs", f"subscores columns must be {list(want)}")
         session = self._session(man, model_bytes)
         model = LoadedModel(man, session, kid, origin, datetime.now(UTC))
         self._self_test(model)

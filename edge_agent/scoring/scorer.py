@@ -10,6 +10,11 @@ A missing parameter is NaN in the model row: its sub-score is missing, the resul
 *partial* with the missing parameters named, and the total is a lower bound. Nothing missing is
 ever scored as normal. If onnxruntime or a model is unavailable, ``status()`` says so
 (``available: False`` and ``error``); the event detectors, which are plain Python, keep working.
+
+Which score applies follows the person (``set_patient``; clinical.md section 6): NEWS2 for
+adults (age not recorded: NEWS2, labelled so; pregnant: NEWS2 labelled "not validated in
+pregnancy" plus the pregnancy BP thresholds); children 0-15 the national PEWS, under-5s also the
+WHO IMCI flags, and no adult heart-rate events. The BP category (ISH 2020) is for adults.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ import numpy as np
 
 from device_drivers.records import VITALS, Reading, Vital
 from edge_agent.alerts import Alert, AlertLevel
+from edge_agent.scoring import findings as F
+from edge_agent.scoring import labels as L
 from edge_agent.scoring.errors import ManualObservationError
 from edge_agent.scoring.lifecycle import AlertBook, Finding
 from edge_agent.scoring.observations import MANUAL_UID, Observations, Sample, SubjectState
@@ -34,21 +41,18 @@ from edge_agent.scoring.patient import PatientContext
 from edge_agent.scoring.registry import LoadedModel, ModelRegistry
 from edge_agent.scoring.runtime import RuntimeInfo
 from edge_agent.scoring.settings import ScoringSettings
+from models import imci
 from models import news2 as ref_news2
-from models.bp import BpCategory
-from models.events import EventRule, detect
+from models.events import ADULT_ONLY, EventRule, detect
 from models.vitals import acvpu_code
 
 log = logging.getLogger(__name__)
 
-_RISK_LEVEL: dict[int, AlertLevel | None] = {
-    0: None,
-    1: AlertLevel.LOW,
-    2: AlertLevel.LOW_MEDIUM,
-    3: AlertLevel.MEDIUM,
-    4: AlertLevel.HIGH,
-}
-_VITAL_LABEL = {"spo2": "SpO2", "heart_rate": "HR", "body_temp": "temp"}
+# Manual observations the nurse enters, and what each is (all expire after manual_valid_s, or
+# when the visit closes: a stale "on air" or SpO2 scale would mis-score).
+MANUAL_KEYS = ("resp_rate", "consciousness", "on_oxygen", "spo2_scale", "o2_flow", "o2_high_flow",
+               "resp_distress", "cap_refill")  # fmt: skip
+_MANUAL_ONLY = frozenset({"on_oxygen", "spo2_scale", "o2_flow", "o2_high_flow", "resp_distress", "cap_refill"})
 
 
 class AlertStore(Protocol):
@@ -61,7 +65,16 @@ class AlertStore(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class SubjectScore:
-    """The latest scores of one subject, for status and the dashboard."""
+    """The latest scores of one subject, for status and the dashboard.
+
+    Generic keys (any score): ``score`` ("NEWS2" or "PEWS"), ``total`` (a lower bound when
+    ``partial``), ``level`` (the score's own level name: NEWS2 none/low/low-medium/medium/high,
+    PEWS none/low/medium/high/emergency; a lower bound when partial), ``alert_level`` (the alert
+    level it maps to, or None), ``partial``, ``missing`` (parameter names to enter), ``notes``
+    (codes: age_not_recorded, not_validated_in_pregnancy, pews_not_validated_prehospital,
+    think_sepsis), ``text_vi`` / ``text_en`` ("≥ 3, chưa đủ: nhịp thở" / "at least 3, missing:
+    respiration rate"). The ``news2_*`` keys stay for NEWS2 (None for a child).
+    """
 
     subject: str
     at: datetime
@@ -72,17 +85,39 @@ class SubjectScore:
     bp_category: str | None = None
     bp_partial: bool = True
     risks: tuple[tuple[str, float], ...] = ()  # (model ref, first output value) for role "risk"
+    score: str | None = None
+    total: int | None = None
+    level: str | None = None
+    alert_level: str | None = None
+    partial: bool = True
+    missing: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    text_vi: str = ""
+    text_en: str = ""
+    pregnancy_bp: str | None = None  # "normal", "hypertension-in-pregnancy", "severe-..."
+    imci_flags: tuple[str, ...] = ()  # WHO IMCI referral reasons now present (under-5s)
 
     def to_json(self) -> dict[str, object]:
         return {
             "subject": self.subject,
             "at": self.at.isoformat(),
+            "score": self.score,
+            "total": self.total,
+            "level": self.level,
+            "alert_level": self.alert_level,
+            "partial": self.partial,
+            "missing": list(self.missing),
+            "notes": list(self.notes),
+            "text_vi": self.text_vi,
+            "text_en": self.text_en,
             "news2_total": self.news2_total,
             "news2_level": self.news2_level,
             "news2_partial": self.news2_partial,
             "news2_missing": list(self.news2_missing),
             "bp_category": self.bp_category,
             "bp_partial": self.bp_partial,
+            "pregnancy_bp": self.pregnancy_bp,
+            "imci_flags": list(self.imci_flags),
             "risks": [list(r) for r in self.risks],
         }
 
@@ -127,17 +162,16 @@ class Scorer:
         with self._lock:
             events = self._evaluate(sorted(self._dirty), now) if self._dirty else []
             stale_before = now.timestamp() - self.settings.stale_clear_s
-            for subject in {a.subject for a in self.book.open_alerts()}:
+            # One pass over the open alerts (linear: a subject without state is judged by its
+            # newest alert), then each stale subject's alerts are closed through the book's index.
+            newest: dict[str, float] = {}
+            for a in self.book.open_alerts():
+                t = (a.updated_at or a.raised_at).timestamp()
+                if t > newest.get(a.subject, -math.inf):
+                    newest[a.subject] = t
+            for subject, newest_alert in newest.items():
                 st = self.obs.subjects.get(subject)
-                last = (
-                    st.last_seen
-                    if st
-                    else max(
-                        (a.updated_at or a.raised_at).timestamp()
-                        for a in self.book.open_alerts()
-                        if a.subject == subject
-                    )
-                )
+                last = st.last_seen if st else newest_alert
                 if last < stale_before:
                     events += self.book.clear_subject(subject, now, "stale: no values")
             events += self.book.renotify_due(now)
@@ -161,7 +195,10 @@ class Scorer:
 
     def set_manual(self, subject: str, **obs: object) -> None:
         """Nurse's observations: ``resp_rate`` (/min), ``consciousness`` (ACVPU letter),
-        ``on_oxygen`` (bool), ``spo2_scale`` (1 or 2). ``None`` withdraws an observation.
+        ``on_oxygen`` (bool), ``spo2_scale`` (1 or 2); for PEWS also ``o2_flow`` (L/min, 0 = room
+        air), ``o2_high_flow`` (bool: high flow, CPAP or BiPAP), ``resp_distress`` (0 none,
+        1 mild, 2 moderate, 3 severe) and ``cap_refill`` (seconds). ``None`` withdraws one.
+        Every one of them expires after ``manual_valid_s`` (or when the visit closes).
         Applied at the next ``tick`` or ``on_readings``."""
         parsed: dict[str, float | None] = {}
         for key, value in obs.items():
@@ -178,10 +215,14 @@ class Scorer:
 
     def set_patient(self, subject: str, ctx: PatientContext | None) -> None:
         """The visit's age band and pregnancy for ``subject`` (a patient id); ``None`` forgets
-        them (visit closed). Applied at the next ``tick`` or ``on_readings``."""
+        them (visit closed), and with them the nurse's observations of that visit (a stale "on
+        air" or SpO2 scale must not carry over). Applied at the next ``tick`` or ``on_readings``."""
         with self._lock:
             if ctx is None:
                 self._patients.pop(subject, None)
+                st = self.obs.subjects.get(subject)
+                if st is not None:
+                    st.manual.clear()
             else:
                 self._patients[subject] = ctx
             self._dirty.add(subject)
@@ -252,8 +293,20 @@ class Scorer:
             for i, (subject, used) in enumerate(inputs):
                 findings += self._findings(model, subject, used, {k: v[i] for k, v in out.items()}, scores[subject])
         for subject, st in states:
-            findings += self._event_findings(subject, st, now)
+            ctx = self._patients.get(subject)
+            findings += self._event_findings(subject, st, now, child=F.route(ctx) == "child")
+            if ctx is not None and ctx.age_band in F.IMCI_AGE:
+                findings += self._imci_findings(subject, st, F.IMCI_AGE[ctx.age_band], now, scores[subject])
+            if ctx is not None and ctx.pregnant:
+                findings += self._pregnancy_findings(subject, st, now, scores[subject])
         events = [e for f in findings if (e := self.book.assess(f, now)) is not None]
+        for subject in subjects:
+            ctx = self._patients.get(subject)
+            for kind in sorted(self.book.open_kinds(subject)):
+                if not F.applies(kind, ctx):
+                    closed = self.book.clear_kind(subject, kind, now, "does not apply: age band or pregnancy changed")
+                    if closed is not None:
+                        events.append(closed)
         for subject in subjects:
             if scores[subject]:
                 self._scores[subject] = SubjectScore(subject=subject, at=now, **scores[subject])
@@ -262,14 +315,18 @@ class Scorer:
 
     def _value(self, st: SubjectState, name: str, now: float) -> tuple[float, str] | None:
         s = self.settings
-        device = st.latest(name, now - s.window_s)
         manual = st.manual.get(name)
-        if name in ("on_oxygen",):
-            return (manual.value, MANUAL_UID) if manual else None
+        if manual is not None and now - manual.t > s.manual_valid_s:
+            manual = None  # expired: orders (oxygen, SpO2 scale) too, like every manual value
         if name == "spo2_scale":
             return (manual.value, MANUAL_UID) if manual else (float(s.spo2_scale_default), "default")
-        if manual is not None and now - manual.t > s.manual_valid_s:
-            manual = None
+        if name == "o2_flow" and manual is None:
+            oxy = self._value(st, "on_oxygen", now)
+            if oxy is not None and oxy[0] == 0.0:
+                return (0.0, MANUAL_UID)  # "on air" means no oxygen flow
+        if name in _MANUAL_ONLY:
+            return (manual.value, MANUAL_UID) if manual else None
+        device = st.latest(name, now - s.window_s)
         best = max((x for x in (device, manual) if x is not None), key=lambda x: x.t, default=None)
         return None if best is None else (best.value, best.uid)
 
@@ -279,9 +336,17 @@ class Scorer:
         t = now.timestamp()
         rows, inputs = [], []
         columns = model.columns
+        wanted = "child" if model.manifest.role == "pews" else "adult"
         for subject, st in states:
+            ctx = self._patients.get(subject)
+            if F.route(ctx) != wanted:
+                continue  # the score does not apply to this person (NEWS2, ISH BP, risk: adults)
             row, used = [], []
             for name in columns:
+                if name == "pews_age_group":
+                    assert ctx is not None and ctx.age_band is not None
+                    row.append(F.PEWS_AGE_GROUP[ctx.age_band])
+                    continue
                 v = self._value(st, name, t)
                 if v is None:
                     row.append(math.nan)
@@ -290,7 +355,7 @@ class Scorer:
                     if v[1] != "default":
                         used.append((name, v[0], v[1]))
             # nothing but defaults/orders known: no assessment (not a "normal" one)
-            if any(name not in ("spo2_scale", "on_oxygen") for name, _, _ in used):
+            if any(name not in ("spo2_scale", "on_oxygen", "o2_flow", "o2_high_flow") for name, _, _ in used):
                 rows.append(row)
                 inputs.append((subject, used))
         return rows, inputs
@@ -305,87 +370,44 @@ class Scorer:
     ) -> list[Finding]:
         role = model.manifest.role
         if role == "news2":
-            subs = [float(x) for x in np.asarray(out["subscores"]).reshape(-1)]
-            params = ref_news2.PARAMETERS
-            known = frozenset(p for p, x in zip(params, subs, strict=True) if not math.isnan(x))
-            missing = tuple(p for p in params if p not in known)
-            total = int(np.asarray(out["total"]).reshape(-1)[0])
-            risk = int(np.asarray(out["risk"]).reshape(-1)[0])
-            level = _RISK_LEVEL.get(risk)
-            if level is not None and level.rank < self.settings.news2_min_level.rank:
-                level = None
-            causes = tuple(p for p, x in zip(params, subs, strict=True) if not math.isnan(x) and x > 0)
-            red = [p for p, x in zip(params, subs, strict=True) if x == 3.0]
-            score.update(
-                news2_total=total,
-                news2_level=str(level) if level else "none",
-                news2_partial=bool(missing),
-                news2_missing=missing,
-            )
-            text = f"NEWS2 {total}" + (f" (partial, ≥{total}; missing {', '.join(missing)})" if missing else "")
-            if level is not None:
-                text += f": {level}"
-            if red:
-                text += f"; 3 points for {', '.join(red)}"
-            return [
-                Finding(
-                    subject,
-                    "news2",
-                    level,
-                    known,
-                    causes,
-                    text,
-                    float(total),
-                    bool(missing),
-                    missing,
-                    tuple(used),
-                    model.ref,
-                )
-            ]
+            return self._news2_finding(model, subject, used, out, score)
+        if role == "pews":
+            return F.pews_finding(model.ref, subject, used, out, score)
         if role == "bp_category":
-            cat = float(np.asarray(out["category"]).reshape(-1)[0])
-            crisis = float(np.asarray(out["crisis"]).reshape(-1)[0])
-            bp_used = [u for u in used if u[0] in ("bp_systolic", "bp_diastolic")]
-            if math.isnan(cat) or not bp_used:
-                return []
-            known = frozenset(u[0] for u in bp_used)
-            values = {u[0]: u[1] for u in bp_used}
-            score.update(bp_category=BpCategory(int(cat)).label, bp_partial=len(known) < 2)
-            level = self.settings.bp_crisis_level if crisis == 1.0 else None
-            causes = tuple(
-                n
-                for n, lim in (("bp_systolic", 180), ("bp_diastolic", 110))
-                if n in values and math.floor(values[n] + 0.5) >= lim
-            )
-            shown = "/".join(f"{values[n]:.0f}" if n in values else "?" for n in ("bp_systolic", "bp_diastolic"))
-            text = f"BP {shown} mmHg: severe (≥180/110), {BpCategory(int(cat)).label}"
-            missing = tuple(n for n in ("bp_systolic", "bp_diastolic") if n not in known)
-            return [
-                Finding(
-                    subject,
-                    "bp_crisis",
-                    level,
-                    known,
-                    causes,
-                    text,
-                    cat,
-                    bool(missing),
-                    missing,
-                    tuple(bp_used),
-                    model.ref,
-                )
-            ]
+            ctx = self._patients.get(subject)
+            return F.bp_finding(model.ref, subject, used, out, score, ctx, self.settings.bp_crisis_level)
         # role "risk": reported in scores, no alert (a trained model is advisory until validated)
         first = model.manifest.outputs[-1]
         vals = np.asarray(out[first], dtype=np.float64).reshape(-1)
         score["risks"] = (*score.get("risks", ()), (model.ref, float(vals[-1])))
         return []
 
-    def _event_findings(self, subject: str, st: SubjectState, now: datetime) -> list[Finding]:
+    def _news2_finding(self, model: LoadedModel, subject: str, used: list[tuple[str, float, str]],
+                       out: dict[str, np.ndarray], score: dict[str, Any]) -> list[Finding]:  # fmt: skip
+        ctx = self._patients.get(subject)
+        return F.news2_finding(model.ref, subject, used, out, score, ctx, self.settings.news2_min_level)
+
+    def _imci_findings(
+        self, subject: str, st: SubjectState, age: imci.ImciAge, now: datetime, score: dict[str, Any]
+    ) -> list[Finding]:
+        t = now.timestamp()
+        vals = {n: v for n in ("resp_rate", "spo2", "body_temp") if (v := self._value(st, n, t)) is not None}
+        return F.imci_findings(subject, age, vals, score)
+
+    def _pregnancy_findings(
+        self, subject: str, st: SubjectState, now: datetime, score: dict[str, Any]
+    ) -> list[Finding]:
+        t = now.timestamp()
+        vals = {n: v for n in ("bp_systolic", "bp_diastolic") if (v := self._value(st, n, t)) is not None}
+        return F.pregnancy_findings(subject, vals, score)
+
+    def _event_findings(self, subject: str, st: SubjectState, now: datetime, *, child: bool = False) -> list[Finding]:
         t = now.timestamp()
         since = t - self.settings.window_s
         out = []
         for rule in self._rules:
+            if child and rule.kind in ADULT_ONLY:
+                continue  # adult heart-rate definitions; PEWS scores a child's rate by age
             series = st.series.get(rule.vital)
             if not series or series[-1].t < since:
                 continue  # nothing recent: neither raised nor resolved
@@ -394,19 +416,15 @@ class Scorer:
             if ev is None:
                 last = series[-1]
                 if not rule.holds(last.value):  # back to normal: resolved
-                    label, unit = _VITAL_LABEL.get(rule.vital, rule.vital), VITALS[Vital(rule.vital)].unit
-                    text = f"{label} {last.value:g} {unit}"
+                    text = L.event_resolved_text(rule.kind, rule.vital, last.value)
                     inputs = ((rule.vital, last.value, last.uid),)
                     finding = Finding(subject, rule.kind, None, known, (rule.vital,), text, last.value, inputs=inputs)
                     out.append(finding)
                 continue  # (condition holds but not for long enough yet: undecided, no change)
             points = self._single_points(rule.vital, ev.worst, st, t)
             level = AlertLevel.LOW_MEDIUM if points == 3 else AlertLevel.LOW
-            label = _VITAL_LABEL.get(rule.vital, rule.vital)
-            unit = VITALS[Vital(rule.vital)].unit
-            extreme = "lowest" if rule.op in ("<", "<=") else "highest"
-            lasting = f" for {ev.duration_s:.0f} s" if rule.duration_s > 0 else ""
-            text = f"{rule.kind}: {label} {rule.op} {rule.threshold:g} {unit}{lasting} ({extreme} {ev.worst:g})"
+            held = ev.duration_s if rule.duration_s > 0 else None
+            text = L.event_text(rule.kind, rule.vital, rule.op, rule.threshold, held, ev.worst)
             last = series[-1]
             out.append(
                 Finding(
@@ -502,7 +520,21 @@ def _parse_manual(key: str, value: object) -> float:
         if isinstance(value, bool) or value not in (1, 2):
             raise ManualObservationError(key, f"must be 1 or 2, got {value!r}")
         return float(value)
-    raise ManualObservationError(key, "unknown observation (resp_rate, consciousness, on_oxygen, spo2_scale)")
+    if key == "o2_high_flow":
+        if not isinstance(value, bool):
+            raise ManualObservationError(key, f"must be true or false, got {value!r}")
+        return 1.0 if value else 0.0
+    if key == "resp_distress":
+        if isinstance(value, bool) or value not in (0, 1, 2, 3):
+            raise ManualObservationError(key, f"must be 0 (none), 1 (mild), 2 (moderate) or 3 (severe), got {value!r}")
+        return float(value)
+    if key in ("o2_flow", "cap_refill"):
+        limit = 60.0 if key == "o2_flow" else 30.0
+        unit = "L/min" if key == "o2_flow" else "s"
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= float(value) <= limit:
+            raise ManualObservationError(key, f"must be a number of {unit} between 0 and {limit:g}, got {value!r}")
+        return float(value)
+    raise ManualObservationError(key, f"unknown observation ({', '.join(MANUAL_KEYS)})")
 
 
 def utc_clock() -> datetime:

@@ -78,8 +78,9 @@ _DEFAULT_DURATIONS = {r.kind: r.duration_s for r in DEFAULT_RULES}
 class ScoringSettings:
     # A device value counts as "latest" for scoring only if measured within this window.
     window_s: float = 300.0
-    # Resp rate and consciousness typed by the nurse stay valid this long; on_oxygen and the SpO2
-    # scale stay as set until changed (they are orders, not measurements).
+    # Every value the nurse enters (resp rate, consciousness, on_oxygen, SpO2 scale, PEWS entries)
+    # stays valid this long, and no longer than the visit: a stale "on air" under-scores by 2 and a
+    # stale scale 2 scores SpO2 88-92 as 0.
     manual_valid_s: float = 3600.0
     # Re-raise an open, unacknowledged alert after this long (15 min).
     renotify_s: float = 900.0

@@ -25,7 +25,7 @@ def test_manifests_verify_and_name_their_model() -> None:
     key = signing.load_public_key(signing.DEV_PUBLIC_KEY_FILE)
     trusted = {signing.key_id(key): key}
     paths = sorted(Path(BUILT_DIR).glob("*" + manifest.MANIFEST_SUFFIX))
-    assert {p.name for p in paths} == {"news2.manifest.json", "bp_category.manifest.json"}
+    assert {p.name for p in paths} == {"news2.manifest.json", "bp_category.manifest.json", "pews.manifest.json"}
     for p in paths:
         raw = manifest.read(p)
         m = manifest.parse(raw)

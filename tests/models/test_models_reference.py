@@ -95,11 +95,48 @@ def test_temperature(value: float, points: int) -> None:
     assert news2.score_temperature(value) == points
 
 
-def test_rounding_before_banding() -> None:
-    # clinical.md §3.1: round to one decimal (temperature) or whole numbers first.
-    assert news2.score_temperature(38.04) == 0 and news2.score_temperature(38.05) == 1
-    assert news2.score_pulse(90.4) == 0 and news2.score_pulse(90.5) == 1
-    assert news2.score_spo2_scale1(95.5) == 0 and news2.score_spo2_scale1(95.49) == 1
+# clinical.md section 5: a value between two printed bands scores in the more severe one.
+GAPS = [
+    (news2.score_temperature, 35.05, 3),  # between <=35.0 (3) and 35.1-36.0 (1)
+    (news2.score_temperature, 36.05, 1),
+    (news2.score_temperature, 38.04, 1),  # between 36.1-38.0 (0) and 38.1-39.0 (1)
+    (news2.score_temperature, 39.05, 2),
+    (news2.score_spo2_scale1, 95.5, 1),
+    (news2.score_spo2_scale1, 91.5, 3),
+    (news2.score_spo2_scale1, 93.99, 2),
+    (news2.score_systolic, 90.5, 3),
+    (news2.score_systolic, 100.5, 2),
+    (news2.score_systolic, 110.5, 1),
+    (news2.score_systolic, 219.5, 3),
+    (news2.score_pulse, 40.5, 3),
+    (news2.score_pulse, 50.5, 1),
+    (news2.score_pulse, 90.5, 1),
+    (news2.score_pulse, 110.5, 2),
+    (news2.score_pulse, 130.5, 3),
+    (news2.score_resp_rate, 8.5, 3),
+    (news2.score_resp_rate, 11.5, 1),
+    (news2.score_resp_rate, 20.5, 2),
+    (news2.score_resp_rate, 24.5, 3),
+]
+
+
+@pytest.mark.parametrize(("fn", "value", "points"), GAPS)
+def test_gap_values_score_in_the_more_severe_band(fn: object, value: float, points: int) -> None:
+    assert fn(value) == points  # type: ignore[operator]
+
+
+def test_values_inside_a_band_are_not_moved() -> None:
+    assert news2.score_temperature(38.0) == 0 and news2.score_temperature(36.1) == 0
+    assert news2.score_pulse(90.0) == 0 and news2.score_pulse(51.0) == 0
+    assert news2.score_spo2_scale1(96.0) == 0 and news2.score_spo2_scale1(99.9) == 0
+
+
+def test_scale2_gaps() -> None:
+    assert news2.score_spo2_scale2(83.5, on_oxygen=False) == 3
+    assert news2.score_spo2_scale2(87.5, on_oxygen=True) == 1
+    assert news2.score_spo2_scale2(92.5, on_oxygen=True) == 1  # between 88-92 (0) and 93-94 on O2 (1)
+    assert news2.score_spo2_scale2(92.5, on_oxygen=False) == 0  # both neighbours score 0 on air
+    assert news2.score_spo2_scale2(92.5, on_oxygen=None) is None
 
 
 @pytest.mark.parametrize("letter_code", [1, 2, 3, 4])
@@ -161,6 +198,27 @@ def test_missing_parameters_make_partial_never_normal() -> None:
 def test_ish2020_categories_and_crisis(sbp: float, dbp: float, category: bp.BpCategory, crisis: bool) -> None:
     r = bp.bp_category(bp_systolic=sbp, bp_diastolic=dbp)
     assert (r.category, r.crisis, r.partial) == (category, crisis, False)
+
+
+@pytest.mark.parametrize(
+    ("sbp", "dbp", "category", "crisis"),
+    [(129.9, 84.9, bp.BpCategory.NORMAL, False), (139.5, 60, bp.BpCategory.GRADE_1, False),
+     (120, 89.5, bp.BpCategory.GRADE_1, False), (159.5, 60, bp.BpCategory.GRADE_2, False),
+     (120, 99.5, bp.BpCategory.GRADE_2, False), (179.5, 60, bp.BpCategory.GRADE_2, True),
+     (120, 109.5, bp.BpCategory.GRADE_2, True), (179.0, 109.0, bp.BpCategory.GRADE_2, False)],
+)  # fmt: skip
+def test_bp_gaps(sbp: float, dbp: float, category: bp.BpCategory, crisis: bool) -> None:
+    r = bp.bp_category(bp_systolic=sbp, bp_diastolic=dbp)
+    assert (r.category, r.crisis) == (category, crisis)
+
+
+def test_detectors_use_the_unrounded_value() -> None:
+    assert events.detect(_rule("hypothermia"), [(0.0, 34.95)], max_gap_s=15) is not None
+    assert events.detect(_rule("fever"), [(0.0, 38.0)], max_gap_s=15) is not None
+    assert events.detect(_rule("fever"), [(0.0, 37.99)], max_gap_s=15) is None
+    assert events.detect(_rule("desaturation").with_duration(0), [(0.0, 89.9)], max_gap_s=15) is not None
+    assert events.detect(_rule("tachycardia").with_duration(0), [(0.0, 100.4)], max_gap_s=15) is not None
+    assert events.detect(_rule("bradycardia").with_duration(0), [(0.0, 49.6)], max_gap_s=15) is not None
 
 
 def test_bp_one_component_is_partial() -> None:

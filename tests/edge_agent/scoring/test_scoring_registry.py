@@ -30,11 +30,14 @@ def _news2_bytes() -> bytes:
 
 
 def _shifted_news2_bytes() -> bytes:
-    """A NEWS2 graph whose SpO2 scale-1 table is off by one (91 % would score 2, not 3)."""
+    """A NEWS2 graph whose SpO2 tables are off by one (91 % would score 2, not 3)."""
     model = graphs.news2_graph()
+    hits = 0
     for init in model.graph.initializer:
-        if numpy_helper.to_array(init).tolist() == [91.0, 93.0, 95.0]:
-            init.CopyFrom(numpy_helper.from_array(np.array([90.0, 93.0, 95.0]), init.name))
+        if numpy_helper.to_array(init).tolist() == [92.0, 94.0, 96.0]:
+            init.CopyFrom(numpy_helper.from_array(np.array([91.0, 94.0, 96.0]), init.name))
+            hits += 1
+    assert hits, "the SpO2 thresholds were not found in the graph"
     return model.SerializeToString()
 
 
@@ -54,7 +57,7 @@ def _rejected(path: Path) -> ModelRejected:
 def test_shipped_models_load_and_pass_self_tests() -> None:
     reg = _registry()
     assert reg.load_dir(BUILT_DIR) == []
-    assert {m.manifest.id for m in reg.models()} == {"news2", "bp_category"}
+    assert {m.manifest.id for m in reg.models()} == {"news2", "bp_category", "pews"}
     status = reg.status()
     assert status["dev_key_trusted"] is False  # no dev key id given to this registry
     assert all(len(str(m["sha256"])) == 12 for m in status["models"])  # type: ignore[union-attr]
@@ -159,7 +162,7 @@ def test_hot_swap_then_restart_keeps_the_pushed_version(tmp_path: Path) -> None:
     reg = _registry(pushed)
     reg.load_dir(BUILT_DIR)
     before = reg.get("news2")
-    assert before is not None and before.manifest.version == "1.0.0"
+    assert before is not None and before.manifest.version == build.NEWS2_VERSION
     new = reg.push(*_pushable(tmp_path, "1.0.1"))
     assert new.manifest.version == "1.0.1" and new.origin == "pushed"
     assert reg.get("news2") is new
@@ -203,7 +206,7 @@ def test_pushed_model_broken_on_disk_rolls_back_to_shipped(tmp_path: Path) -> No
     restarted.load_dir(BUILT_DIR)
     rejected = restarted.load_pushed()
     assert [r.reason for r in rejected] == ["hash_mismatch"]
-    assert restarted.get("news2").manifest.version == "1.0.0"  # type: ignore[union-attr]
+    assert restarted.get("news2").manifest.version == build.NEWS2_VERSION  # type: ignore[union-attr]
 
 
 def test_probe_reports_a_crashing_import() -> None:
@@ -242,7 +245,23 @@ def test_gateway_runtime_needs_no_build_packages() -> None:
         "from edge_agent.scoring import ScoringSettings, build_scorer\n"
         "s = build_scorer(models_dir=None, store=None, settings=ScoringSettings(probe_runtime=False))\n"
         "st = s.status()\n"
-        "assert st['available'] and len(st['models']) == 2, st\n"
+        "assert st['available'] and len(st['models']) == 3, st\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("dropped", ["partial", "missing_count"])
+def test_news2_model_that_cannot_say_partial_is_refused(tmp_path: Path, dropped: str) -> None:
+    """A NEWS2 model without its completeness outputs could let a partial set pass for normal."""
+    model = graphs.news2_graph()
+    keep = [o for o in model.graph.output if o.name != dropped]
+    del model.graph.output[:]
+    model.graph.output.extend(keep)
+    body = build.news2_body()
+    body["outputs"] = [o for o in body["outputs"] if o["name"] != dropped]
+    for t in body["self_test"]:
+        t["expect"].pop(dropped)
+    path = _write(tmp_path, model.SerializeToString(), body)
+    rej = _rejected(path)
+    assert rej.reason == "bad_outputs" and dropped in rej.detail

@@ -202,7 +202,7 @@ def test_status_lists_models(make_scorer: MakeScorer) -> None:
     status = make_scorer().status()
     assert status["available"] is True and status["error"] == ""
     models = {m["id"]: m for m in status["models"]}  # type: ignore[union-attr]
-    assert models["news2"]["version"] == "1.0.0" and len(models["news2"]["sha256"]) == 12
+    assert models["news2"]["version"] == "2.0.0" and len(models["news2"]["sha256"]) == 12
     assert status["dev_key_trusted"] is True
 
 
