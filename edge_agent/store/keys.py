@@ -151,6 +151,7 @@ class KeyManager:
             if k != ks.current_id
             and w.execute("SELECT 1 FROM readings WHERE key_id = ? LIMIT 1", (k,)).fetchone() is None
             and w.execute("SELECT 1 FROM alerts WHERE key_id = ? LIMIT 1", (k,)).fetchone() is None
+            and w.execute("SELECT 1 FROM visits WHERE key_id = ? LIMIT 1", (k,)).fetchone() is None
         ]
         if not unused:
             return []

@@ -10,6 +10,7 @@ Version history (never edit a released step; add a new one):
    marks exactly the readings of that batch) and ``alerts.dead_us`` (an alert revision that
    failed to open, out of the alert outbox). Readings gain the state ``synced = 2`` (dead letter:
    failed to open, never leased again), which needs no schema change.
+5. ``visits``: the dashboard's visits, sealed (the patient identifier is never in clear).
 
 Applied versions are recorded in ``schema_migrations`` (sqlite-utils) and ``PRAGMA user_version``.
 """
@@ -105,12 +106,27 @@ def _v4(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE alerts ADD COLUMN dead_us INTEGER")
 
 
+def _v5(db: sqlite_utils.Database) -> None:
+    db.execute(
+        """CREATE TABLE visits (
+            visit_id TEXT PRIMARY KEY,      -- random, shown in no URL; says nothing of the patient
+            rev INTEGER NOT NULL,
+            updated_us INTEGER NOT NULL,
+            is_open INTEGER NOT NULL,
+            key_id INTEGER NOT NULL,
+            cipher INTEGER NOT NULL,
+            payload BLOB NOT NULL           -- sealed: patient id and kind, age band, devices, observations
+        )"""
+    )
+
+
 Migration = Callable[[sqlite_utils.Database], None]
 MIGRATIONS: tuple[tuple[int, str, Migration], ...] = (
     (1, "meta, data_keys, readings", _v1),
     (2, "alerts lane", _v2),
     (3, "drop counts, deferred index tables", _v3),
     (4, "outbox batches, alert dead letters", _v4),
+    (5, "dashboard visits", _v5),
 )
 LATEST = MIGRATIONS[-1][0]
 
