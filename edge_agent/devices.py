@@ -27,10 +27,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import enum
 import json
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -202,14 +204,29 @@ class DeviceSession:
             measurements = self.parser.feed(data)
         except Exception as exc:  # a parser bug must not end the session (module docstring)
             self._parser_failed(exc)
-            self._log_rejections()
-            return Delivery([], None, parser_failed=True)
+            if self.parser.kind != "serial" or len(data) <= 1:
+                self._log_rejections()
+                return Delivery([], None, parser_failed=True)
+            measurements = self._refeed(data)
         self._log_rejections()
         commit = None
         if measurements:
             self.status.measurements += len(measurements)
             commit = self._on_measurements(self.config.id, measurements, received)
         return Delivery(measurements, commit)
+
+    def _refeed(self, data: bytes) -> list[Measurement]:
+        """A stream chunk that made the parser raise, fed again byte by byte to the fresh parser
+        (any chunking gives the same output): a fault costs the frames around the bytes that
+        raise, not every frame of the chunk (a serial read collects up to 250 ms of them)."""
+        self.parser.stats.bytes_in -= len(data)  # counted again by the feeds below
+        out: list[Measurement] = []
+        for i in range(len(data)):
+            try:
+                out += self.parser.feed(data[i : i + 1])
+            except Exception as exc:  # the rare path; each fault is counted
+                self._parser_failed(exc)
+        return out
 
     def _parser_failed(self, exc: Exception) -> None:
         kind = type(exc).__name__
@@ -320,21 +337,55 @@ class SerialSession(DeviceSession):
             self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def _read_until_lost(self, loop: asyncio.AbstractEventLoop, link: SerialLink) -> None:
+        """The port's worker thread reads chunk after chunk (``SerialLink.read``: 250 ms of bytes)
+        and hands each to the loop with one ``call_soon_threadsafe``: one thread and one loop
+        wake-up per chunk, no future per read (issue 14). The loop parses; replies (HL7 ACKs) are
+        written at once from the default executor. Returns never; raises TransportError when lost."""
+        lost: asyncio.Future[None] = loop.create_future()
+        stop = threading.Event()
         last_bytes = time.monotonic()
-        while True:
-            data = await loop.run_in_executor(self._executor, link.read, 4096)
+
+        def fail(exc: BaseException) -> None:  # on the loop
+            if not lost.done():
+                lost.set_exception(exc if isinstance(exc, TransportError) else TransportError(repr(exc)))
+
+        def wrote(fut: asyncio.Future[int]) -> None:
+            if not fut.cancelled() and fut.exception() is not None:
+                fail(fut.exception())  # type: ignore[arg-type]
+
+        def on_chunk(data: bytes) -> None:  # on the loop
+            nonlocal last_bytes
+            if lost.done():
+                return
             now = time.monotonic()
             if not data:
                 if now - last_bytes >= self.config.silent_after_s:
                     # A fixed detail: a running "for N s" counter made a log line every second.
                     self._set_state(DeviceState.SILENT, f"no bytes for {self.config.silent_after_s:g} s or more")
                 self._flush_logs()
-                continue
+                return
             last_bytes = now
             self._data(data)
             replies = self._replies()
             if replies:
-                await loop.run_in_executor(self._executor, link.write, replies)
+                loop.run_in_executor(None, link.write, replies).add_done_callback(wrote)
+
+        def pump() -> None:  # on the port's worker thread
+            try:
+                while not stop.is_set():
+                    data = link.read(4096)
+                    loop.call_soon_threadsafe(on_chunk, data)
+            except RuntimeError:  # the loop is closed: the agent is gone
+                return
+            except BaseException as exc:  # TransportError: lost; anything else ends the connection too
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(fail, exc)
+
+        loop.run_in_executor(self._executor, pump)
+        try:
+            await lost
+        finally:
+            stop.set()  # the pump ends after its current read; link.close runs after it, same thread
 
     def _replies(self) -> bytes:
         """Bytes the protocol wants sent back: HL7 v2 ACKs (MSA AA) for each message received."""

@@ -6,14 +6,27 @@ restarts), hands them to the store's group-commit writer and returns at once. On
 commit is confirmed does the pipeline publish them, score them and raise alerts: a reading exists
 for the nurse only after its transaction committed (DESIGN §6). Committed readings are the
 outbox: they stay pending in the store until the hub acknowledges them.
+
+Per commit batch, not per device line (issue 14): every submission that one group commit
+confirmed reaches the loop in one wake-up, is published as one ``ReadingsStored`` event and scored
+in one ``Scorer.on_readings`` call (ONNX scores a batch of vital sets for about the price of one).
+An alert so waits at most one commit window after its reading arrived. When a batch holds several
+readings of one vital from one device (time-compressed simulators, a backlog, a meter's memory),
+it is scored in rounds, the k-th of each in round k (:func:`scoring_rounds`), so that every
+reading is scored as the latest of its kind, as it was when each device line was scored alone:
+an alert still cites the very reading that crossed a threshold. A station's real-time load (one
+reading per vital and device per window) is one round.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import dataclasses
+import functools
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -39,6 +52,21 @@ DEVICE_CLOCK_MAX_BEHIND = timedelta(days=366)
 def plausible_device_time(measured_at: datetime, received_at: datetime) -> bool:
     """Pure: is a device-stamped time close enough to the gateway's receive time to be believed?"""
     return received_at - DEVICE_CLOCK_MAX_BEHIND <= measured_at <= received_at + DEVICE_CLOCK_MAX_AHEAD
+
+
+def scoring_rounds(readings: Sequence[Reading]) -> list[list[Reading]]:
+    """Pure: ``readings`` split into rounds holding at most one reading per (device, vital), the
+    k-th of each in round k, in their order; one round when no device sent a vital twice."""
+    rounds: list[list[Reading]] = []
+    seen: dict[tuple[str, str], int] = {}
+    for r in readings:
+        key = (r.device_id, str(r.vital))
+        k = seen.get(key, 0)
+        seen[key] = k + 1
+        if k == len(rounds):
+            rounds.append([])
+        rounds[k].append(r)
+    return rounds
 
 
 class Scorer(Protocol):
@@ -102,8 +130,14 @@ class Pipeline:
         self.counters = PipelineCounters()
         self._seq = store.last_seq
         self._visits: dict[str, str] = {}  # device id -> patient id of the open visit
-        self._inflight: set[asyncio.Task[int]] = set()
+        self._inflight: set[asyncio.Future[int]] = set()
         self._clock_warned: set[str] = set()
+        # Submissions whose commit is done (appended on the writer thread), taken by the loop in
+        # one go per wake-up: (device id, readings, the store's future, the caller's future).
+        self._committed: list[tuple[str, list[Reading], Future[CommitResult], asyncio.Future[int]]] = []
+        self._committed_lock = threading.Lock()
+        self._wake_scheduled = False
+        self.scoring_calls = 0  # Scorer.on_readings calls: one per commit batch
 
     # -- visits ---------------------------------------------------------------------------------
     def open_visit(self, patient_id: str, device_ids: Sequence[str]) -> None:
@@ -158,33 +192,79 @@ class Pipeline:
             self.counters.store_errors += len(readings)
             log.error("event=store_failed device=%s readings=%d error=%r", device_id, len(readings), exc)
             return None
-        task = asyncio.get_running_loop().create_task(self._after_commit(device_id, readings, future))
-        self._inflight.add(task)
-        task.add_done_callback(self._inflight.discard)
-        return task
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[int] = loop.create_future()
+        self._inflight.add(done)
+        done.add_done_callback(self._inflight.discard)
+        future.add_done_callback(functools.partial(self._on_commit, loop, device_id, readings, done))
+        return done
 
-    async def _after_commit(self, device_id: str, readings: list[Reading], future: Future[CommitResult]) -> int:
+    def _on_commit(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        device_id: str,
+        readings: list[Reading],
+        done: asyncio.Future[int],
+        future: Future[CommitResult],
+    ) -> None:
+        """Any thread (the store's writer, as it resolves a commit's futures one after another):
+        queue the outcome; only the first of a batch wakes the loop."""
+        with self._committed_lock:
+            self._committed.append((device_id, readings, future, done))
+            if self._wake_scheduled:
+                return
+            self._wake_scheduled = True
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting any more
+            loop.call_soon_threadsafe(self._after_commits)
+
+    def _after_commits(self) -> None:
+        """On the loop: every outcome queued so far, published and scored as one batch."""
+        with self._committed_lock:
+            items, self._committed = self._committed, []
+            self._wake_scheduled = False
+        batch: list[Reading] = []
+        results: list[tuple[asyncio.Future[int], int]] = []
         try:
-            result = await asyncio.wrap_future(future)
+            for device_id, readings, future, done in items:
+                stored = self._settle(device_id, readings, future)
+                batch += stored
+                results.append((done, len(stored)))
+            if batch:
+                self.events.publish(ReadingsStored(tuple(batch)))
+                if self.scorer is not None:
+                    now = self._clock()
+                    for round_ in scoring_rounds(batch):
+                        self.scoring_calls += 1
+                        self._publish_alerts(self.scorer.on_readings(round_, now))
+        except Exception as exc:  # a scorer bug must not leave the callers waiting for ever
+            log.error("event=scoring_failed readings=%d error=%s", len(batch), type(exc).__name__)
+        finally:
+            settled = {id(done) for done, _ in results}
+            for done, n in results:
+                if not done.done():
+                    done.set_result(n)
+            for _dev, _readings, _future, done in items:
+                if id(done) not in settled and not done.done():
+                    done.set_result(0)
+
+    def _settle(self, device_id: str, readings: list[Reading], future: Future[CommitResult]) -> list[Reading]:
+        """Count one submission's outcome; return the readings it committed."""
+        try:
+            result = future.result()
         except Exception as exc:
             self.counters.store_errors += len(readings)
             log.error("event=store_failed device=%s readings=%d error=%r", device_id, len(readings), exc)
-            return 0
+            return []
         stored_uids = set(result.stored)
-        stored = tuple(r for r in readings if r.uid in stored_uids)
+        stored = [r for r in readings if r.uid in stored_uids]
         dropped = len(readings) - len(stored)
         if dropped:
             self.counters.dropped += dropped
             self.events.publish(ReadingsDropped(device_id, dropped))
-        if not stored:
-            return 0
         self.counters.stored += len(stored)
         for r in stored:
             self.counters.by_vital[str(r.vital)] += 1
-        self.events.publish(ReadingsStored(stored))
-        if self.scorer is not None:
-            self._publish_alerts(self.scorer.on_readings(stored, self._clock()))
-        return len(stored)
+        return stored
 
     def tick(self, now: datetime | None = None) -> None:
         """Periodic scoring work (re-raise unacknowledged alerts, clear stale ones); on the loop."""

@@ -11,6 +11,8 @@ import errno
 import json
 import logging
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from edge_agent.errors import StateDirError
@@ -21,8 +23,11 @@ PRIVATE_FILE_MODE = 0o600
 STATE_DIR_MODE = 0o700
 # status.json is padded to whole blocks with this much slack, so that when the disk is full it can
 # be overwritten in place (no new blocks needed) even when the new snapshot is a little longer.
-STATUS_SLACK_BYTES = 2048
+STATUS_SLACK_BYTES = 1024
 _BLOCK = 4096
+# A snapshot equal to the last one written (its ``written_at`` aside) is not written again (an SD
+# card wears by writes), unless the last write is this old: ``written_at`` stays a sign of life.
+STATUS_REFRESH_S = 600.0
 
 
 def prepare_state_dir(path: Path) -> None:
@@ -143,21 +148,42 @@ class StatusFile:
     overwritten in place: it is padded to whole blocks with slack, so the new snapshot fits in
     blocks the file already owns and the report that the disk is full still gets out. (A reader
     can then see a half-written file for an instant; ``edge-agent status`` retries and then says so.)
+
+    Only on change (issue 14): a snapshot that differs from the last one written only in
+    ``written_at`` is skipped (counted in :attr:`unchanged_skips`), unless ``refresh_s`` passed.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(
+        self, path: Path, *, refresh_s: float = STATUS_REFRESH_S, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.path = path
         self.in_place_writes = 0
         self.failures = 0
+        self.unchanged_skips = 0
+        self.refresh_s = refresh_s
+        self._clock = clock
+        self._last: tuple[str, float] | None = None  # (the last snapshot written sans written_at, when)
 
     @staticmethod
     def encode(doc: dict[str, object]) -> bytes:
-        body = json.dumps(doc, indent=2, default=str).encode("utf-8") + b"\n"
+        # Compact (``edge-agent status --json`` pretty-prints it): half the blocks of an indented one.
+        body = json.dumps(doc, separators=(",", ":"), default=str).encode("utf-8") + b"\n"
         size = -(-(len(body) + STATUS_SLACK_BYTES) // _BLOCK) * _BLOCK
         return body + b" " * (size - len(body))
 
     def write(self, doc: dict[str, object]) -> bool:
-        """Write the snapshot; False (logged, counted) when even the in-place fallback failed."""
+        """Write the snapshot (skipped when unchanged, see the class docstring); False (logged,
+        counted) when even the in-place fallback failed."""
+        key = json.dumps({k: v for k, v in doc.items() if k != "written_at"}, separators=(",", ":"), default=str)
+        now = self._clock()
+        if self._last is not None and self._last[0] == key and now - self._last[1] < self.refresh_s:
+            self.unchanged_skips += 1
+            return True
+        ok = self._write(doc)
+        self._last = (key, now) if ok else None
+        return ok
+
+    def _write(self, doc: dict[str, object]) -> bool:
         data = self.encode(doc)
         try:
             write_private(self.path, data)

@@ -23,7 +23,7 @@ from device_drivers.records import Reading
 from edge_agent.config import StoreConfig
 from edge_agent.store import codec, opening, policy
 from edge_agent.store.alerts import AlertLane, alert_acks
-from edge_agent.store.connection import files_size
+from edge_agent.store.connection import files_size, without_own_fsync
 from edge_agent.store.dashboard import DashboardQueries
 from edge_agent.store.envelope import Cipher, choose_cipher
 from edge_agent.store.errors import StoreClosedError, StoreError
@@ -39,6 +39,7 @@ from edge_agent.store.retention import Retention
 from edge_agent.store.rows import alert_columns
 from edge_agent.store.space import SpaceManager
 from edge_agent.store.state import BufferState
+from edge_agent.store.visits import VisitLane, visit_plaintext
 from edge_agent.store.writer import CommitResult, GroupCommitWriter
 
 __all__ = ["Batch", "BufferStore", "PendingAlert", "RetentionResult", "StoreStats"]
@@ -54,6 +55,7 @@ class BufferStore:
     gateway_id: str
     config: StoreConfig
     _clock: Callable[[], datetime]
+    _synchronous: str
     _closed: bool
     _integrity_checked: bool
     _keys: KeyManager
@@ -65,6 +67,7 @@ class BufferStore:
     _outbox: Outbox
     _alerts: AlertLane
     _dashboard: DashboardQueries
+    _visits: VisitLane
     _retention: Retention
     _writer: GroupCommitWriter
 
@@ -141,6 +144,7 @@ class BufferStore:
         self.gateway_id = gateway_id
         self.config = config
         self._clock = clock
+        self._synchronous = synchronous
         self._closed = False
         self._integrity_checked = db.integrity_checked
         self._keys = keys
@@ -173,7 +177,7 @@ class BufferStore:
             state=state,
             book=LeaseBook(db.leases),
             clock=clock,
-            call=self._call,
+            call=self._call_bookkeeping,
             max_in_flight=max_in_flight,
             lease_timeout_s=lease_timeout_s,
         )
@@ -189,6 +193,7 @@ class BufferStore:
             call=self._call,
         )
         self._dashboard = DashboardQueries(reader=reader, decoder=decoder, keys=keys)
+        self._visits = VisitLane(w, gateway_id=gateway_id, keys=keys, reader=reader)
         self._retention = Retention(w, keys=keys, space=space, retention_days=config.retention_days)
         self._writer.start()
         snap = state.snapshot()
@@ -212,6 +217,17 @@ class BufferStore:
         if self._closed:
             raise StoreClosedError("store is closed")
         return self._writer.call(fn, timeout)
+
+    def _call_bookkeeping(self, fn: Callable[[], T], timeout: float | None = None) -> T:
+        """``_call`` for the sync's bookkeeping (leases, acks, dead letters): it waits for the
+        readings' window instead of cutting it short, and commits without an fsync of its own
+        (connection.without_own_fsync: the next reading commit makes it durable; a power cut
+        before that means readings are sent again, and the hub keeps each uid once)."""
+        if self._closed:
+            raise StoreClosedError("store is closed")
+        return self._writer.call(
+            functools.partial(without_own_fsync, self._w, fn, self._synchronous), timeout, wait_window=True
+        )
 
     def _check_open(self) -> None:
         if self._closed:
@@ -251,7 +267,7 @@ class BufferStore:
         """The hub committed batch ``batch_id`` (leased in this run or before a restart): its
         readings still pending leave that state; returns how many. 0 for an unknown or already
         acknowledged batch. Raises StoreFullError if even that cannot commit."""
-        return self._call(functools.partial(self._outbox.ack, batch_id))
+        return self._call_bookkeeping(functools.partial(self._outbox.ack, batch_id))
 
     def release_leases(self, older_than_s: float | None = None) -> int:
         """Make leased, unacknowledged batches leasable again (on reconnect: all; else those leased
@@ -268,7 +284,10 @@ class BufferStore:
 
     def mark_synced(self, uids: Sequence[str]) -> int:
         """Mark readings acknowledged by the hub; returns how many left the pending state."""
-        return sum(self._call(functools.partial(self._outbox.mark_synced, c)) for c in self._outbox.ack_chunks(uids))
+        return sum(
+            self._call_bookkeeping(functools.partial(self._outbox.mark_synced, c))
+            for c in self._outbox.ack_chunks(uids)
+        )
 
     # --- dashboard / scoring queries --------------------------------------------------------------
 
@@ -283,6 +302,22 @@ class BufferStore:
     ) -> list[Reading]:
         """Readings measured at or after ``since`` (oldest first; the newest ``limit`` when more)."""
         return self._dashboard.recent(since=since, patient_id=patient_id, device_id=device_id, vital=vital, limit=limit)
+
+    # --- visits (the dashboard's; sealed, edge_agent.store.visits) --------------------------------
+
+    def save_visit(self, visit_id: str, payload: dict[str, object], *, is_open: bool, updated_at: datetime) -> int:
+        """Insert or replace a visit (sealed) and wait for COMMIT; returns its new revision."""
+        plain = visit_plaintext(payload)
+        return self._call(
+            functools.partial(
+                self._visits.save, visit_id, plain, is_open=int(is_open), updated_us=codec.to_us(updated_at)
+            )
+        )
+
+    def load_visits(self, *, open_only: bool = True) -> list[dict[str, object]]:
+        """Visits (payload dicts with ``visit_id``), oldest change first."""
+        self._check_open()
+        return self._visits.load(open_only=open_only)
 
     # --- alerts lane ----------------------------------------------------------------------------
 
@@ -320,14 +355,18 @@ class BufferStore:
         longer ``rev`` (updated since it was sent) stays pending. Returns how many were marked.
         A bare alert id raises TypeError: it cannot say which revision the hub saw."""
         pairs = alert_acks(acks)
-        return self._call(functools.partial(self._alerts.mark_synced, pairs))
+        return self._call_bookkeeping(functools.partial(self._alerts.mark_synced, pairs))
 
     # --- retention, status, closing -------------------------------------------------------------
 
     def run_retention(self, now: datetime | None = None) -> RetentionResult:
         """Delete synced readings (and synced, cleared alerts) older than ``retention_days``;
         destroy data keys that no row uses any more. Unsynced rows are never deleted."""
-        return self._call(functools.partial(self._retention.run, now or self._clock()))
+        when = now or self._clock()
+        result = self._call(functools.partial(self._retention.run, when))
+        cutoff_us = codec.to_us(when - timedelta(days=self.config.retention_days))
+        self._call(functools.partial(self._visits.purge_closed, cutoff_us))
+        return result
 
     def stats(self) -> StoreStats:
         size = files_size(self.path)

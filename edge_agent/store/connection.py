@@ -9,15 +9,26 @@ import logging
 import os
 import sqlite3
 import stat
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from edge_agent.store.errors import StoreCorruptError, StoreError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _FULL_CODES = {13}  # SQLITE_FULL
 PRIVATE_MODE = 0o600
 SQLITE_SUFFIXES = ("", "-wal", "-shm")
+# Page cache per connection, KiB (issue 14): SQLite's default (2 MiB) filled slowly as the
+# database grew, so the agent's RSS crept up for a long time; bounded low, it stops at once. The
+# writer touches the right edge of the tables; the reader's queries walk an index range.
+WRITER_CACHE_KIB = 1024
+READER_CACHE_KIB = 1024
+# WAL checkpoints in large, rare steps (issue 14): a page rewritten by many commits (the right
+# edge of the readings table, the meta row) is copied into the database once per checkpoint.
+CHECKPOINT_WAL_BYTES = 8 * 1024 * 1024
 
 
 def create_private(path: Path) -> None:
@@ -91,18 +102,36 @@ def connect_writer(path: Path, *, page_size: int, synchronous: str) -> sqlite3.C
             raise StoreError(f"{path}: cannot enable WAL mode (got {mode})")
         conn.execute(f"PRAGMA synchronous = {synchronous}")
         conn.execute("PRAGMA secure_delete = FAST")
+        conn.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
         psize = conn.execute("PRAGMA page_size").fetchone()[0]
-        conn.execute(f"PRAGMA wal_autocheckpoint = {max(256, (2 * 1024 * 1024) // psize)}")
+        conn.execute(f"PRAGMA wal_autocheckpoint = {max(256, CHECKPOINT_WAL_BYTES // psize)}")
     except BaseException:
         conn.close()
         raise
     return conn
 
 
+def without_own_fsync(conn: sqlite3.Connection, fn: Callable[[], T], synchronous: str) -> T:
+    """Run ``fn`` (its own transactions) with ``synchronous=NORMAL``: in WAL mode its commit is
+    not fsynced by itself but by the next ``FULL`` commit (a reading commit, at most one window
+    later), whose pages it shares; an SD card sees one small write instead of two (issue 14).
+    For bookkeeping that a power cut may lose without losing data: the hub's acks and leases
+    (a lost one means readings are sent again, and the hub keeps each uid once)."""
+    if conn.in_transaction or synchronous.upper() not in ("FULL", "EXTRA", "2", "3"):
+        return fn()
+    conn.execute("PRAGMA synchronous = NORMAL")
+    try:
+        return fn()
+    finally:
+        if not conn.in_transaction:
+            conn.execute(f"PRAGMA synchronous = {synchronous}")
+
+
 def connect_reader(path: Path) -> sqlite3.Connection:
     """The query connection (read-only; WAL lets it read while the writer commits)."""
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
     conn.execute("PRAGMA query_only = ON")
+    conn.execute(f"PRAGMA cache_size = -{READER_CACHE_KIB}")
     return conn
 
 

@@ -1,10 +1,18 @@
 """The group-commit writer: one thread, one FIFO, bounded in readings.
 
 Readings submitted close together share one transaction: the writer waits up to the window
-(counted from the first reading waiting) or until ``max_batch`` readings are queued, then hands
-the batch to ``commit_batch`` on its own thread, which owns the write connection. Commands
+(counted from the first reading waiting) or until ``commit_at`` readings are queued, then hands
+the batch (at most ``max_batch`` readings) to ``commit_batch`` on its own thread, which owns the
+write connection. The window so adapts to the load (issue 14): when readings trickle in (a
+station's few per second) it stretches to the whole window (``group_commit_ms``, 1 s), so one
+fsync'd commit carries many readings and an SD card sees few small writes; when they pour in (a
+glucometer's memory, a backlog) a commit goes as soon as ``commit_at`` readings wait. A reading
+still exists only once its commit is done: a power cut loses at most one window of readings,
+and an alert on a reading waits at most one window. Commands
 (mark synced, alerts, retention, flush barriers) go through the same FIFO, so they run in
-submission order and never race the readings; a command cuts the window short.
+submission order and never race the readings. A command cuts the window of the readings queued
+before it short, unless it is queued with ``wait_window``: the sync's leases and acks (every few
+seconds) then wait for the window to end instead of costing one more fsync'd commit each.
 
 The FIFO holds at most ``max_queued`` readings: a submission that does not fit is not queued
 and ``on_overflow`` is told (the store counts those readings as dropped); it never blocks the
@@ -52,6 +60,7 @@ class _Chunk:
 class _Command(Generic[T]):
     fn: Callable[[], T]
     future: Future[T]
+    cuts: bool = True  # cuts the window of the readings waiting before it short
 
 
 # commit_batch(readings) -> one flag per reading: True stored, False dropped
@@ -80,6 +89,7 @@ class GroupCommitWriter:
         *,
         window_s: float,
         max_batch: int = 2000,
+        commit_at: int = 64,
         max_queued: int = 20_000,
         on_overflow: Callable[[Sequence[Reading]], None] = lambda _r: None,
         name: str = "store-writer",
@@ -87,12 +97,13 @@ class GroupCommitWriter:
         self._commit_batch = commit_batch
         self._window_s = max(0.0, window_s)
         self._max_batch = max_batch
+        self._commit_at = max(1, min(commit_at, max_batch))
         self._max_queued = max_queued
         self._on_overflow = on_overflow
         self._items: collections.deque[_Chunk | _Command[Any]] = collections.deque()
         self._urgent: collections.deque[_Command[Any]] = collections.deque()
         self._queued_readings = 0
-        self._queued_commands = 0
+        self._queued_cuts = 0
         self._cond = threading.Condition()
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -124,16 +135,17 @@ class GroupCommitWriter:
             fut.set_result(CommitResult((), tuple(r.uid for r in readings)))
         return fut
 
-    def call(self, fn: Callable[[], T], timeout: float | None = None) -> T:
-        """Run ``fn`` on the writer thread after everything queued before it; wait for its result."""
+    def call(self, fn: Callable[[], T], timeout: float | None = None, *, wait_window: bool = False) -> T:
+        """Run ``fn`` on the writer thread after everything queued before it; wait for its result.
+        Readings waiting for their window are committed at once, or with ``wait_window`` at its end."""
         if threading.current_thread() is self._thread:
             return fn()
         fut: Future[T] = Future()
         with self._cond:
             if self._stopping and not self._thread.is_alive():
                 raise StoreClosedError("store is closed")
-            self._items.append(_Command(fn, fut))
-            self._queued_commands += 1
+            self._items.append(_Command(fn, fut, not wait_window))
+            self._queued_cuts += not wait_window
             self._cond.notify_all()
         return fut.result(timeout)
 
@@ -175,14 +187,14 @@ class GroupCommitWriter:
             head = self._items[0]
             if isinstance(head, _Command):
                 self._items.popleft()
-                self._queued_commands -= 1
+                self._queued_cuts -= head.cuts
                 return head
             deadline = head.at + self._window_s
             while (
                 not self._stopping
-                and not self._queued_commands
+                and not self._queued_cuts
                 and not self._urgent
-                and self._queued_readings < self._max_batch
+                and self._queued_readings < self._commit_at
             ):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
