@@ -5,9 +5,9 @@ scheduled job. Blocking I/O sits at the edges with one explicit hand-off each: a
 serial port, the store's group-commit writer thread (readings and alerts are committed through
 futures), the status writer's thread, and with ``[sync]`` paho's network thread and the sync's
 store worker (edge_agent.sync). Start order is state dir and pid file, store, scoring, status,
-pipeline, sync (when configured), devices, scheduler; shutdown (SIGTERM/SIGINT) runs it
-backwards: jobs stop, sessions stop, the sync sends what is pending for a few seconds and says
-"offline", everything already parsed is drained into the store, the last status is written,
+sync (when configured), pipeline, dashboard (with ``[dashboard]``), devices, scheduler; shutdown
+(SIGTERM/SIGINT) runs it backwards: jobs stop, sessions stop, the sync sends what is pending for a
+few seconds and says "offline", everything already parsed is drained into the store, the last status is written,
 alerts in flight are committed, the store closes cleanly, the pid file goes, and systemd hears
 STOPPING=1. A failed start stops what had started, the same way, and raises the original error.
 """
@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from device_drivers.records import utcnow
 from edge_agent import __version__
@@ -44,6 +45,9 @@ from edge_agent.sdnotify import Notifier
 from edge_agent.state_files import PidFile, StatusFile
 from edge_agent.store import BufferStore
 from edge_agent.sync.component import FINAL_DRAIN_S, SyncPart
+
+if TYPE_CHECKING:
+    from edge_agent.dashboard.part import DashboardPart
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +102,19 @@ class Agent:
             self._sync = SyncPart(
                 config, lambda: self._store.store, self.events, self.status, clock, final_drain_s=drain
             )
+        self._dashboard: DashboardPart | None = None
+        if config.dashboard is not None:  # no [dashboard]: no web page (and aiohttp is not imported)
+            from edge_agent.dashboard.part import DashboardPart
+
+            self._dashboard = DashboardPart(
+                config,
+                store=lambda: self._store.store,
+                pipeline=lambda: self._pipeline.pipeline,
+                scorer=lambda: self._scoring.scorer,
+                status=self.status,
+                events=self.events,
+                clock=clock,
+            )
         components: list[Component] = [
             StateDirPart(config.state_dir, PidFile(config.state_dir / PID_FILE)),
             self._store,
@@ -109,6 +126,8 @@ class Agent:
             # a clean stop sends everything they produced; then the last status is written
             *([self._sync] if self._sync is not None else []),
             self._pipeline,
+            # the dashboard starts after the pipeline (visits attach devices there), before the devices
+            *([self._dashboard] if self._dashboard is not None else []),
             self._devices,
             SchedulerPart(lambda: self.lifecycle),
         ]
@@ -138,6 +157,10 @@ class Agent:
     @property
     def sync(self) -> SyncPart | None:
         return self._sync
+
+    @property
+    def dashboard(self) -> DashboardPart | None:
+        return self._dashboard
 
     @property
     def synced(self) -> int:

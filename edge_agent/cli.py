@@ -201,6 +201,16 @@ def _print_status(status: dict[str, Any], running: bool, age: float | None) -> N
             "damaged) and will not be sent; see docs/storage.md"
         )
     _print_sync(status.get("sync", {}))
+    dash = status.get("dashboard")
+    if dash:
+        print(
+            f"dashboard: {dash.get('url')} "
+            + (
+                f"{dash.get('clients', 0)} pages open, {dash.get('open_visits', 0)} open visits"
+                if dash.get("listening")
+                else f"NOT listening ({dash.get('error') or 'stopped'})"
+            )
+        )
     print(
         f"disk: {store.get('bytes_on_disk', 0) / 1e6:.1f} MB buffer"
         + ("  DISK FULL" if store.get("disk_full") else "")
@@ -240,6 +250,8 @@ def _print_sync(sync: dict[str, Any]) -> None:
         f"last ack {_when(sync.get('last_ack_at'))}; {sync.get('batches_in_flight', 0)} batches in flight; "
         f"{sync.get('synced', 0)} readings synced this run"
     )
+    for line in _certificate_lines(sync.get("certificate") or {}):
+        print(line)
     if state == "auth_refused":
         print(
             f"SYNC REFUSED: {sync.get('last_error') or 'unknown reason'}; an operator must act (gateway "
@@ -252,6 +264,43 @@ def _print_sync(sync: dict[str, Any]) -> None:
             f"WARNING: the hub rejected {sync['rejected_batches']} batches; their readings stay pending "
             "(see the agent's log, event=sync_batch_rejected)"
         )
+
+
+def _certificate_lines(cert: dict[str, Any]) -> list[str]:
+    """``sync.certificate`` of status.json (expiry, days left, the renewal's last attempt and
+    result) as status lines, with a warning when it has expired or is due and the last renewal
+    failed. Nothing when the status has no certificate section."""
+    if not cert:
+        return []
+    days = cert.get("days_left")
+    days_text = "?" if days is None else f"{float(days):g}"
+    lines = [f"certificate: expires {cert.get('not_after') or '?'} ({days_text} days left)"]
+    ren = cert.get("renewal")
+    if not isinstance(ren, dict):
+        return lines
+    before = ren.get("before_days")
+    result = ren.get("last_result")
+    reason = f" ({ren['last_reason']})" if ren.get("last_reason") else ""
+    if before == 0:
+        lines.append("certificate renewal: off (sync.renew_before_days = 0)")
+    else:
+        lines.append(
+            f"certificate renewal: {before} days before expiry; last attempt {_when(ren.get('last_attempt_at'))}"
+            + (f": {result}{reason}" if result else "")
+            + f"; last renewed {_when(ren.get('renewed_at'))}; {ren.get('renewals', 0)} renewals in "
+            f"{ren.get('attempts', 0)} attempts"
+        )
+    if days is not None and float(days) <= 0:
+        lines.append(
+            "CERTIFICATE EXPIRED: the hub will refuse this gateway; renew it by hand (docs/provisioning.md, "
+            '"Certificate renewal")'
+        )
+    elif days is not None and before and float(days) <= float(before) and result in ("refused", "failed"):
+        lines.append(
+            f"WARNING: the certificate expires in {days_text} days and the last renewal {result}{reason}; "
+            "see the agent's log (event=renewal_failed)"
+        )
+    return lines
 
 
 def _when(iso: object) -> str:
@@ -272,6 +321,40 @@ def _age(seconds: float | None) -> str:
     if seconds is None:
         return "-"
     return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds:.0f} s"
+
+
+# -- set-pin ----------------------------------------------------------------------------------
+def cmd_set_pin(args: argparse.Namespace) -> int:
+    """Store the dashboard PIN's scrypt hash (asked twice on a terminal; else one line of stdin)."""
+    import getpass
+
+    from edge_agent.dashboard.auth import PinError, check_new_pin, hash_pin, write_pin_hash
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"edge-agent: config error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if sys.stdin.isatty():
+        pin = getpass.getpass("New dashboard PIN (at least 6 characters): ")
+        if getpass.getpass("Again: ") != pin:
+            print("edge-agent set-pin: the two PINs differ; nothing changed", file=sys.stderr)
+            return EXIT_USAGE
+    else:
+        pin = sys.stdin.readline().rstrip("\r\n")
+    try:
+        check_new_pin(pin)
+    except PinError as exc:
+        print(f"edge-agent set-pin: {exc}; nothing changed", file=sys.stderr)
+        return EXIT_USAGE
+    path = config.pin_path
+    try:
+        write_pin_hash(path, hash_pin(pin))
+    except OSError as exc:
+        print(f"edge-agent set-pin: cannot write {path}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(f"dashboard PIN set ({path}); sessions already open stay valid until they expire")
+    return EXIT_OK
 
 
 # -- demo -------------------------------------------------------------------------------------
@@ -332,6 +415,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, required=True, help="path to the TOML config")
     p.add_argument("--json", action="store_true", help="print one JSON object (for scripts)")
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser(
+        "set-pin",
+        help="set the dashboard's station PIN (stored as an scrypt hash)",
+        description="Set the PIN nurses type to open the dashboard. On a terminal it is asked twice; "
+        "otherwise the first line of stdin is the PIN. Only its scrypt hash is stored, in "
+        "[dashboard].pin_file (default <state_dir>/dashboard-pin, mode 0600).",
+    )
+    p.add_argument("--config", type=Path, required=True, help="path to the TOML config")
+    p.set_defaults(func=cmd_set_pin)
 
     p = sub.add_parser(
         "decode",

@@ -108,7 +108,7 @@ class DeviceConfig:
 class StoreConfig:
     retention_days: float = 7.0
     quota_mb: float = 512.0
-    group_commit_ms: float = 100.0
+    group_commit_ms: float = 1000.0  # the longest commit window; shorter under load (store/writer.py)
     keystore: Path | None = None  # default: <state_dir>/keystore.json
 
 
@@ -138,7 +138,9 @@ class SyncConfig:
     broker, ``cert``/``key`` are the gateway's client certificate (CN = gateway id) and its key,
     ``hub_keys`` is the hub's public keys JSON (sealing and ack-signing keys). Batches hold at
     most ``batch_max`` readings and wait at most ``batch_max_age_s`` for more; at most
-    ``in_flight`` are sent and not yet acknowledged by the hub."""
+    ``in_flight`` are sent and not yet acknowledged by the hub. ``renew_before_days``: the
+    certificate is renewed through the hub when it expires within that many days (0: never;
+    docs/provisioning.md, "Certificate renewal")."""
 
     broker: str
     ca: Path
@@ -151,6 +153,7 @@ class SyncConfig:
     heartbeat_s: float = 60.0
     keepalive_s: int = 60
     session_expiry_s: int = 7 * 24 * 3600
+    renew_before_days: int = 30
 
     @property
     def host(self) -> str:
@@ -159,6 +162,21 @@ class SyncConfig:
     @property
     def port(self) -> int:
         return broker_address(self.broker)[1]
+
+
+@dataclass(frozen=True, slots=True)
+class DashboardConfig:
+    """``[dashboard]``: the nurse's web page, served by the agent (docs/dashboard.md). No
+    ``[dashboard]`` table: no page. ``host`` is the address to listen on (``127.0.0.1``: this
+    machine only; the station LAN address, or ``0.0.0.0``, for tablets). Sessions last
+    ``session_ttl_s`` from login. ``pin_file`` holds the station PIN's scrypt hash, written by
+    ``edge-agent set-pin`` (default ``<state_dir>/dashboard-pin``). Times are shown in
+    ``[gateway].timezone``."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    session_ttl_s: float = 8 * 3600.0
+    pin_file: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +191,7 @@ class AgentConfig:
     models_dir: Path | None = None  # signed model manifests; default: the shipped models/built
     sync: SyncConfig | None = None  # None: no [sync] table, the gateway runs offline
     source: Path | None = None
+    dashboard: DashboardConfig | None = None  # None: no [dashboard] table, no web page
 
     @property
     def state_dir(self) -> Path:
@@ -185,6 +204,12 @@ class AgentConfig:
     @property
     def keystore_path(self) -> Path:
         return self.store.keystore or self.gateway.state_dir / "keystore.json"
+
+    @property
+    def pin_path(self) -> Path:
+        """The dashboard PIN's hash file (also without a [dashboard] table, for set-pin)."""
+        configured = self.dashboard.pin_file if self.dashboard is not None else None
+        return configured or self.gateway.state_dir / "dashboard-pin"
 
 
 # --- the numeric keys ------------------------------------------------------------------------
@@ -239,6 +264,7 @@ def _rules() -> dict[str, NumberRule]:
         (SchedulerConfig, "scheduler", "retention_interval_s", 60, DAY),
         (SyncConfig, "sync", "batch_max_age_s", 0, 3600),
         (SyncConfig, "sync", "heartbeat_s", 5, DAY),
+        (DashboardConfig, "dashboard", "session_ttl_s", 60, 7 * DAY),
     ]
     rules = [NumberRule(f"{section}.{name}", _default(cls, name), lo, hi) for cls, section, name, lo, hi in own]
     integers: list[tuple[type, str, str, float, float]] = [
@@ -248,6 +274,8 @@ def _rules() -> dict[str, NumberRule]:
         (SyncConfig, "sync", "in_flight", 1, 8),
         (SyncConfig, "sync", "keepalive_s", 5, MQTT_MAX_KEEPALIVE),
         (SyncConfig, "sync", "session_expiry_s", 60, MQTT_SESSION_NEVER_EXPIRES),
+        (SyncConfig, "sync", "renew_before_days", 0, 365),
+        (DashboardConfig, "dashboard", "port", 1, 65535),
     ]
     rules += [
         NumberRule(f"{section}.{name}", _default(cls, name), lo, hi, integer=True)
@@ -636,6 +664,14 @@ def parse_config(data: dict[str, Any], *, base_dir: Path, source: Path | None = 
     def sync(s: _Section) -> SyncConfig:
         return _parse_sync(s, base_dir)
 
+    def dashboard(s: _Section) -> DashboardConfig:
+        return DashboardConfig(
+            host=_listen_host(s),
+            port=s.number(NUMBER_RULES["dashboard.port"]),
+            session_ttl_s=s.number(NUMBER_RULES["dashboard.session_ttl_s"]),
+            pin_file=s.path_value("pin_file", base_dir),
+        )
+
     cfg = AgentConfig(
         version=CONFIG_VERSION,
         gateway=gw,
@@ -647,10 +683,31 @@ def parse_config(data: dict[str, Any], *, base_dir: Path, source: Path | None = 
         models_dir=root.path_value("models_dir", base_dir),
         sync=_section(root, "sync", sync) if root.has("sync") else None,
         source=source,
+        dashboard=_section(root, "dashboard", dashboard) if root.has("dashboard") else None,
     )
     root.used.add("sync")
+    root.used.add("dashboard")
     root.finish()
     return cfg
+
+
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOSTNAME_RE = re.compile(rf"(?=.{{1,253}}\Z){_LABEL}(?:\.{_LABEL})*\Z")
+
+
+def _listen_host(sec: _Section) -> str:
+    """``[dashboard].host``: an IPv4/IPv6 address or a host name of this machine."""
+    import ipaddress
+
+    host = sec.string("host", "127.0.0.1", empty=False)
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if not _HOSTNAME_RE.fullmatch(host):
+            raise ConfigError(
+                sec.key("host"), f"must be an IP address (127.0.0.1, 0.0.0.0, ::) or a host name, got {host!r}"
+            ) from None
+    return host
 
 
 def _parse_sync(sec: _Section, base_dir: Path) -> SyncConfig:
@@ -680,6 +737,7 @@ def _parse_sync(sec: _Section, base_dir: Path) -> SyncConfig:
         heartbeat_s=sec.number(NUMBER_RULES["sync.heartbeat_s"]),
         keepalive_s=sec.number(NUMBER_RULES["sync.keepalive_s"]),
         session_expiry_s=sec.number(NUMBER_RULES["sync.session_expiry_s"]),
+        renew_before_days=sec.number(NUMBER_RULES["sync.renew_before_days"]),
     )
 
 

@@ -32,6 +32,7 @@ SECTIONS = {
     "scheduler": cfg.SchedulerConfig,
     "scoring": ScoringSettings,
     "sync": cfg.SyncConfig,
+    "dashboard": cfg.DashboardConfig,
 }
 TOP_LEVEL = ["version", "models_dir"]  # AgentConfig's own keys (its other fields are the tables)
 CONFIG_KEYS = TOP_LEVEL + [f"{section}.{f.name}" for section, dc in SECTIONS.items() for f in dataclasses.fields(dc)]

@@ -37,7 +37,7 @@ def test_example_config_loads() -> None:
     cfg = load_config(EXAMPLE)
     assert cfg.gateway.id == "gw-0001"
     assert cfg.devices[0].format == "masimo-ascii"
-    assert cfg.store.group_commit_ms == 100
+    assert cfg.store.group_commit_ms == 1000
 
 
 def test_good_config_resolves_relative_state_dir(tmp_path: Path) -> None:

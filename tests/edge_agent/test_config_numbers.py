@@ -78,6 +78,7 @@ def test_every_numeric_field_has_a_rule() -> None:
         "scheduler": cfgmod.SchedulerConfig,
         "scoring": ScoringSettings,
         "sync": cfgmod.SyncConfig,
+        "dashboard": cfgmod.DashboardConfig,
     }
     for section, cls in sections.items():
         for f in dataclasses.fields(cls):
