@@ -13,7 +13,8 @@ What it applies, in order, then ``execv``:
   PrivateTmp=: fresh tmpfs on /tmp and /var/tmp; ProtectHome=: the ``hide`` directories
   replaced by an empty read-only tmpfs (the others stay read-only, as ProtectHome=read-only);
   the state dir bound read-write and the config dir read-only at their own paths (re-created
-  inside the private /tmp when they live there, as in the tests);
+  inside the private /tmp when they live there, as in the tests), and the ``keep`` paths (the
+  installation, when a CI clone lives under /tmp; /opt on a gateway) bound back read-only;
 - CapabilityBoundingSet= (empty): every capability dropped from the bounding set;
 - User=/Group=, no supplementary groups; NoNewPrivileges=yes;
 - SystemCallFilter= / SystemCallErrorNumber=EPERM / SystemCallArchitectures=native: a libseccomp
@@ -73,8 +74,9 @@ def _mounts() -> list[tuple[str, int]]:
     return out
 
 
-def protect_file_system(state: str, config_dir: str, hide: list[str]) -> None:
+def protect_file_system(state: str, config_dir: str, hide: list[str], keep: list[str]) -> None:
     state_fd, config_fd = os.open(state, os.O_PATH), os.open(config_dir, os.O_PATH)
+    keep_fds = [(path, os.open(path, os.O_PATH)) for path in keep]
     for point, flags in sorted(_mounts(), key=lambda m: len(m[0])):
         if point.startswith(("/proc", "/dev")):
             continue
@@ -94,6 +96,11 @@ def protect_file_system(state: str, config_dir: str, hide: list[str]) -> None:
     os.makedirs(config_dir, exist_ok=True)  # (under the private /tmp in the tests)
     _mount(f"/proc/self/fd/{config_fd}", config_dir, None, MS_BIND)
     _mount(None, config_dir, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+    for path, fd in keep_fds:  # the installation, when it lives in /tmp (a CI clone): read-only
+        os.makedirs(path, exist_ok=True)
+        _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC)
+        _mount(None, path, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+        os.close(fd)
     os.close(state_fd)
     os.close(config_fd)
 
@@ -154,7 +161,7 @@ def main() -> None:
     with open(sys.argv[1]) as f:
         spec = json.load(f)
     argv = sys.argv[split + 1 :]
-    protect_file_system(spec["state"], spec["config_dir"], spec["hide"])
+    protect_file_system(spec["state"], spec["config_dir"], spec["hide"], spec.get("keep", []))
     drop_privileges(spec["uid"], spec["gid"])
     os.chdir(spec["state"])
     install_seccomp(spec["allow"], spec["families"])

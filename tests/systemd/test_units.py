@@ -197,6 +197,7 @@ def sandbox_spec(tmp_path: Path, state: Path, config_dir: Path) -> Path:
         # /root) is left visible, read-only, as ProtectHome=read-only would (on a gateway Python
         # is /usr/bin/python3)
         "hide": [h for h in ("/home", "/root") if not str(Path(sys.base_prefix).resolve()).startswith(h + "/")],
+        "keep": _installation_in_tmp(),
         "allow": sorted(allow),
         "families": s["RestrictAddressFamilies"][-1].split(),
         "mdwe": s["MemoryDenyWriteExecute"] == ["yes"],
@@ -204,6 +205,15 @@ def sandbox_spec(tmp_path: Path, state: Path, config_dir: Path) -> Path:
     path = tmp_path / "sandbox.json"
     path.write_text(json.dumps(spec))
     return path
+
+
+def _installation_in_tmp() -> list[str]:
+    """The checkout and the interpreter's prefixes that live under /tmp or /var/tmp, which the
+    private /tmp would hide (a CI clone in /tmp); on a gateway the agent lives in /opt."""
+    repo = Path(__file__).resolve().parents[2]
+    paths = {str(p) for p in (repo, Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve())}
+    under_tmp = sorted(p for p in paths if p.startswith(("/tmp/", "/var/tmp/")))
+    return [p for p in under_tmp if not any(p != q and p.startswith(q + "/") for q in under_tmp)]
 
 
 def _interpreter_reachable_by_others() -> bool:
