@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from hub.errors import (
     EXIT_FAILURE,
@@ -29,6 +30,12 @@ from hub.errors import (
     StoreError,
     StoreOperatorError,
 )
+
+if TYPE_CHECKING:
+    from hub.ingest import Ingestor
+    from hub.metrics import MetricsServer
+    from hub.mqtt_worker import HubWorker
+    from hub.renewal import RenewalAuthority
 
 log = logging.getLogger("hub")
 
@@ -69,6 +76,15 @@ score is a lower bound (valueQuantity.comparator ">=", status preliminary, the m
 in a note). NDJSON by default; a transaction Bundle (conditional create on the identifier) with
 --format bundle. --since also applies to the alerts' ingest time. A summary goes to stderr.
 """
+
+FLEET_HELP = """\
+The gateways the hub has heard from (their retained status heartbeats and last wills), most
+urgent first: silent (offline, or stale: no heartbeat for 5 min), the longest first; data at
+risk (readings pending for over an hour, or the store full), the oldest first; certificate
+expiring within 14 days, the soonest first. A summary line follows the table. --json prints
+a JSON list of records (see docs/hub.md for the fields).
+"""
+WATCH_DEFAULT_S = 5.0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -147,6 +163,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --issuing: append every renewed certificate (JSON lines) for edge-provision revoke --renewals",
     )
     serve.add_argument(
+        "--metrics",
+        metavar="[HOST:]PORT",
+        help="serve GET /metrics (Prometheus text format) on HOST:PORT (HOST 127.0.0.1 when left out); off by default",
+    )
+    serve.add_argument(
         "--renew-days", type=int, default=90, metavar="N", help="with --issuing: renewed certificates last N days (90)"
     )
     serve.add_argument("--json", action="store_true", help="print the final counters as one JSON object on exit")
@@ -179,9 +200,40 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument("--json", action="store_true", help="the summary on stderr as one JSON object")
 
-    fleet = sub.add_parser("fleet", help="list the gateways the hub has heard from (the fleet registry)")
+    fleet = sub.add_parser(
+        "fleet",
+        help="the fleet registry, most urgent first (silent, data at risk, certificate expiring)",
+        description=FLEET_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     fleet.add_argument("--store", required=True, metavar="DIR|URL", help="hub state directory or postgresql:// URL")
-    fleet.add_argument("--json", action="store_true", help="one JSON object per gateway")
+    fleet.add_argument("--province", metavar="P", help="only the gateways of this province (its topic segment)")
+    fleet.add_argument("--json", action="store_true", help="a JSON list of gateway records (for scripts)")
+    fleet.add_argument(
+        "--watch",
+        nargs="?",
+        type=float,
+        const=WATCH_DEFAULT_S,
+        metavar="S",
+        help=f"refresh every S seconds (default {WATCH_DEFAULT_S:g}) until Ctrl-C; with --json one list per line",
+    )
+    fleet.add_argument(
+        "--stale-after", type=float, default=300.0, metavar="S", help="online but silent over S seconds: stale (300)"
+    )
+    fleet.add_argument(
+        "--backlog-age",
+        type=float,
+        default=3600.0,
+        metavar="S",
+        help="readings pending over S seconds: data at risk (3600)",
+    )
+    fleet.add_argument(
+        "--cert-days",
+        type=float,
+        default=14.0,
+        metavar="D",
+        help="certificate with D days or fewer left: expiring (14)",
+    )
     return parser
 
 
@@ -240,6 +292,14 @@ def _serve(args: argparse.Namespace) -> int:
         host, port = parse_broker_url(args.broker)
     except ValueError as exc:
         return _usage(str(exc))
+    metrics_at = None
+    if args.metrics is not None:
+        from hub.metrics import parse_listen
+
+        try:
+            metrics_at = parse_listen(args.metrics)
+        except ValueError as exc:
+            return _usage(str(exc))
     if args.session_expiry < 0 or not 1 <= args.receive_maximum <= 65535:
         return _usage("--session-expiry must be >= 0 and --receive-maximum 1..65535")
     try:
@@ -298,9 +358,12 @@ def _serve(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    metrics_server = None
     try:
         ingestor = Ingestor(store, hub_keys, ca_certs)
         worker = HubWorker(settings, ingestor, renewal=renewal)
+        if metrics_at is not None:
+            metrics_server = _start_metrics(metrics_at, args.store, ingestor, worker, renewal)
         log.info(
             "event=worker_starting worker=%s store=%s backend=%s broker=%s:%d",
             worker_id,
@@ -311,11 +374,41 @@ def _serve(args: argparse.Namespace) -> int:
         )
         worker.run(stop)
     finally:
+        if metrics_server is not None:
+            metrics_server.close()
         store.close()
     if args.json:
         extra = {} if renewal is None else renewal.metrics()
         print(json.dumps({"worker": worker_id, **ingestor.metrics.to_json(), **worker.metrics.to_json(), **extra}))
     return EXIT_OK
+
+
+def _start_metrics(
+    at: tuple[str, int], store_spec: str, ingestor: Ingestor, worker: HubWorker, renewal: RenewalAuthority | None
+) -> MetricsServer:
+    """/metrics on ``at``; the fleet gauges read the registry through a store of their own (a
+    scrape never waits behind the ingest thread's transaction on the same connection)."""
+    from hub.fleet import fleet_records
+    from hub.metrics import HubCollector, MetricsServer
+    from hub.store import open_store
+
+    fleet_store = open_store(store_spec)
+    collector = HubCollector(
+        ingest=ingestor.metrics.samples,
+        worker=worker.metrics.to_json,
+        gauges=worker.gauges,
+        fleet=lambda: fleet_records(fleet_store.gateways(), datetime.now(UTC)),
+        renewal=None if renewal is None else renewal.metrics,
+        lag=ingestor.metrics.lag_histograms,
+    )
+    try:
+        server = MetricsServer(collector, *at)
+    except OSError as exc:
+        fleet_store.close()
+        raise OperatorActionRequired(f"cannot serve /metrics on {at[0]}:{at[1]}: {exc}", "check --metrics") from exc
+    log.info("event=metrics_listening host=%s port=%d", server.host, server.port)
+    server.on_close = fleet_store.close
+    return server
 
 
 def _parse_since(text: str) -> datetime:
@@ -370,26 +463,38 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _fleet(args: argparse.Namespace) -> int:
+    import time
+
+    from hub.fleet import Thresholds, fleet_json, fleet_records, render_table
     from hub.store import open_store
 
+    if args.watch is not None and not args.watch > 0:
+        return _usage("--watch S: S must be a positive number of seconds")
+    if not (args.stale_after > 0 and args.backlog_age > 0 and args.cert_days >= 0):
+        return _usage("--stale-after and --backlog-age must be > 0, --cert-days >= 0")
+    thresholds = Thresholds(stale_after_s=args.stale_after, backlog_age_s=args.backlog_age, cert_days=args.cert_days)
+    if args.watch is not None:
+        signal.signal(signal.SIGTERM, _interrupt)
     with open_store(args.store, create=False) as store:
-        gateways = store.gateways()
-    for g in gateways:
-        if args.json:
-            doc = {
-                "gateway_id": g.gateway_id,
-                "province": g.province,
-                "online": g.online,
-                "last_seen": g.last_seen.isoformat(),
-                "status": g.status,
-            }
-            print(json.dumps(doc, ensure_ascii=False))
-        else:
-            state = "online" if g.online else "offline"
-            print(f"{g.gateway_id}\t{g.province or '-'}\t{state}\tlast seen {g.last_seen.isoformat()}")
-    if not gateways and not args.json:
-        print("no gateway has reported yet", file=sys.stderr)
-    return EXIT_OK
+        try:
+            while True:
+                now = datetime.now(UTC)
+                records = fleet_records(store.gateways(province=args.province), now, thresholds=thresholds)
+                if args.json:
+                    print(fleet_json(records, compact=args.watch is not None), flush=True)
+                else:
+                    if args.watch is not None and sys.stdout.isatty():
+                        print("\x1b[H\x1b[2J", end="")
+                    print(render_table(records, now), flush=True)
+                if args.watch is None:
+                    return EXIT_OK
+                time.sleep(args.watch)
+        except KeyboardInterrupt:
+            return EXIT_OK
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":  # python -m hub.cli (the demo starts the hub this way)

@@ -26,6 +26,7 @@ fleet registry through :meth:`Ingestor.process_status`.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import math
 import re
@@ -38,6 +39,7 @@ from typing import TypeVar
 
 from cryptography import x509
 
+from hub.fleet import seen_at
 from hub.store import HubStore, IngestResult
 from provisioning.pki import HubKeys
 from wire import envelope as wire_envelope
@@ -50,6 +52,8 @@ log = logging.getLogger(__name__)
 __all__ = ["LANE_OF_LEAF", "IngestMetrics", "Ingestor", "Outcome"]
 
 LANE_OF_LEAF = {"up": "readings", "alert": "alerts"}
+# ingest lag histogram buckets, seconds (a live link: under a second; a drained backlog: hours)
+LAG_BUCKETS_S = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 3600.0, 21600.0, 86400.0)
 _SAFE = re.compile(r"[A-Za-z0-9._:-]{1,80}")
 
 
@@ -72,10 +76,19 @@ class IngestMetrics:
     status_total: int = 0
     status_rejected_total: Counter[str] = field(default_factory=Counter)
     store_errors_total: int = 0
+    # per lane: bucket counts (LAG_BUCKETS_S, then +Inf), sum, count of (commit time - sent_at)
+    lag_buckets: dict[str, list[int]] = field(default_factory=dict)
+    lag_sum_s: dict[str, float] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
-    def stored(self, lane: str, result: IngestResult) -> None:
+    def stored(self, lane: str, result: IngestResult, lag_s: float | None = None) -> None:
+        """A batch stored; ``lag_s``: seconds from the gateway's ``sent_at`` to the commit."""
         with self._lock:
+            if lag_s is not None:
+                lag = max(0.0, lag_s)  # a gateway clock ahead of the hub's: no negative lag
+                buckets = self.lag_buckets.setdefault(lane, [0] * (len(LAG_BUCKETS_S) + 1))
+                buckets[bisect.bisect_left(LAG_BUCKETS_S, lag)] += 1
+                self.lag_sum_s[lane] = self.lag_sum_s.get(lane, 0.0) + lag
             self.batches_total[(lane, "ok")] += 1
             if lane == "alerts":
                 self.alerts_stored_total += result.stored
@@ -115,6 +128,21 @@ class IngestMetrics:
             for reason, n in sorted(self.status_rejected_total.items()):
                 yield "hub_status_rejected_total", {"reason": reason}, n
             yield "hub_store_errors_total", {}, self.store_errors_total
+
+    def lag_histograms(self) -> list[tuple[str, list[tuple[str, int]], float]]:
+        """Per lane: cumulative (le, count) buckets ending with ``+Inf``, and the sum, of the
+        batches' ingest lag (commit time minus the gateway's ``sent_at``: broker queueing, the
+        hub's backlog and clock offset included)."""
+        with self._lock:
+            out: list[tuple[str, list[tuple[str, int]], float]] = []
+            for lane in sorted(self.lag_buckets):
+                running = 0
+                cumulative: list[tuple[str, int]] = []
+                for le, n in zip((*(f"{b:g}" for b in LAG_BUCKETS_S), "+Inf"), self.lag_buckets[lane], strict=True):
+                    running += n
+                    cumulative.append((le, running))
+                out.append((lane, cumulative, self.lag_sum_s[lane]))
+            return out
 
     def to_json(self) -> dict[str, object]:
         out: dict[str, object] = {}
@@ -226,10 +254,10 @@ class Ingestor:
                 raise _Reject("topic_mismatch")
             if opened.lane != lane:
                 raise _Reject("lane_mismatch")
-            result = self._store_readings(opened) if lane == "readings" else self._store_alerts(opened)
+            result, sent_at = self._store_readings(opened) if lane == "readings" else self._store_alerts(opened)
         except _Reject as rej:
             return self._reject(lane, ref.gateway_id, opened, ack_topic, rej.reason, len(payload))
-        self.metrics.stored(lane, result)
+        self.metrics.stored(lane, result, (self._clock() - sent_at).total_seconds())
         ack = wire_messages.Ack(
             batch_id=opened.batch_id,
             gateway_id=opened.gateway_id,
@@ -249,7 +277,7 @@ class Ingestor:
         )
         return Outcome("stored", lane, opened.gateway_id, opened.batch_id, ack, ack_topic, result=result)
 
-    def _store_readings(self, opened: wire_envelope.Opened) -> IngestResult:
+    def _store_readings(self, opened: wire_envelope.Opened) -> tuple[IngestResult, datetime]:
         batch = _decoded(opened, wire_messages.decode_readings)
         prefix = opened.gateway_id + ":"
         for r in batch.readings:
@@ -258,18 +286,20 @@ class Ingestor:
             if not math.isfinite(r.value):
                 raise _Reject("bad_value")
         try:
-            return self.store.ingest(opened.gateway_id, opened.batch_id, batch.readings, now=self._clock())
+            result = self.store.ingest(opened.gateway_id, opened.batch_id, batch.readings, now=self._clock())
         except Exception:
             self.metrics.store_error()
             raise
+        return result, batch.sent_at
 
-    def _store_alerts(self, opened: wire_envelope.Opened) -> IngestResult:
+    def _store_alerts(self, opened: wire_envelope.Opened) -> tuple[IngestResult, datetime]:
         batch = _decoded(opened, wire_messages.decode_alerts)
         try:
-            return self.store.ingest_alerts(opened.gateway_id, opened.batch_id, batch.alerts, now=self._clock())
+            result = self.store.ingest_alerts(opened.gateway_id, opened.batch_id, batch.alerts, now=self._clock())
         except Exception:
             self.metrics.store_error()
             raise
+        return result, batch.sent_at
 
     def _reject(
         self,
@@ -305,8 +335,10 @@ class Ingestor:
 
     # -- status ---------------------------------------------------------------------------------
 
-    def process_status(self, topic: str, payload: bytes) -> Outcome:
-        """Record a gateway's heartbeat (or its last will) in the fleet registry."""
+    def process_status(self, topic: str, payload: bytes, *, retained: bool = False, duplicate: bool = False) -> Outcome:
+        """Record a gateway's heartbeat (or its last will) in the fleet registry. ``retained``: the
+        broker's stored copy, replayed to a new subscription (it may be old: see
+        :func:`hub.fleet.seen_at`); ``duplicate``: a redelivery (an older copy is ignored)."""
         try:
             ref = wire_topics.parse_topic(topic)
             if ref.leaf != "status":
@@ -319,7 +351,11 @@ class Ingestor:
         except WireError as exc:
             return self._status_rejected(topic, _reason(exc, "malformed"))
         try:
-            self.store.record_status(ref.gateway_id, doc, province=ref.province, now=self._clock())
+            now = self._clock()
+            seen = seen_at(doc, now, retained=retained)
+            self.store.record_status(
+                ref.gateway_id, doc, province=ref.province, now=now, seen=seen, replay=retained or duplicate
+            )
         except Exception:
             self.metrics.store_error()
             raise

@@ -124,6 +124,7 @@ class _Incoming:
     qos: int
     generation: int
     duplicate: bool
+    retained: bool = False
 
 
 def _tls_context(settings: WorkerSettings) -> ssl.SSLContext:
@@ -236,7 +237,9 @@ class HubWorker:
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         with self._gen_lock:
             generation = self._generation
-        self._queue.put(_Incoming(msg.topic, bytes(msg.payload), msg.mid, msg.qos, generation, bool(msg.dup)))
+        self._queue.put(
+            _Incoming(msg.topic, bytes(msg.payload), msg.mid, msg.qos, generation, bool(msg.dup), bool(msg.retain))
+        )
 
     # -- ingest thread ----------------------------------------------------------------------------
 
@@ -263,7 +266,9 @@ class HubWorker:
         while True:
             try:
                 if item.topic.endswith("/status"):
-                    outcome = self.ingestor.process_status(item.topic, item.payload)
+                    outcome = self.ingestor.process_status(
+                        item.topic, item.payload, retained=item.retained, duplicate=item.duplicate
+                    )
                 else:
                     outcome = self.ingestor.process(item.topic, item.payload)
                 break
@@ -331,6 +336,13 @@ class HubWorker:
 
     def wait_connected(self, timeout: float) -> bool:
         return self._connected.wait(timeout)
+
+    def gauges(self) -> dict[str, float]:
+        """Point-in-time figures for /metrics: messages received and not yet stored, connected."""
+        return {
+            "hub_worker_queue_depth": float(self._queue.qsize()),
+            "hub_worker_connected": 1.0 if self._connected.is_set() else 0.0,
+        }
 
     def wait_subscribed(self, timeout: float) -> bool:
         """True once the broker granted this connection's subscriptions (the worker is receiving)."""

@@ -8,6 +8,9 @@ Version history:
 1. ``readings`` (one row per reading uid: the dedupe key), ``alerts`` (one row per alert id, the
    highest revision kept), ``gateways`` (the fleet registry: last status document, last seen,
    online).
+2. ``gateways.state_since`` (when ``online`` last changed, as the hub saw it) and
+   ``gateways.sent_at`` (the gateway's ``sent_at`` of the stored heartbeat: an older copy is
+   ignored), an index on ``gateways.province`` (the fleet view's filter).
 
 Times: PostgreSQL ``timestamptz``; SQLite ISO-8601 text in UTC with microseconds
 (``2024-06-01T10:12:00.000000+00:00``), fixed width, so text order is time order. ``flags`` is
@@ -111,7 +114,21 @@ _PG_V1 = (
     )""",
 )
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "readings, alerts, gateways", _SQLITE_V1, _PG_V1),)
+_SQLITE_V2 = (
+    "ALTER TABLE gateways ADD COLUMN state_since TEXT",
+    "ALTER TABLE gateways ADD COLUMN sent_at TEXT",
+    "CREATE INDEX gateways_province ON gateways (province)",
+)
+
+_PG_V2 = (
+    "ALTER TABLE gateways ADD COLUMN state_since timestamptz, ADD COLUMN sent_at timestamptz",
+    "CREATE INDEX gateways_province ON gateways (province)",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "readings, alerts, gateways", _SQLITE_V1, _PG_V1),
+    Migration(2, "fleet registry: gateways.state_since, gateways.sent_at", _SQLITE_V2, _PG_V2),
+)
 
 LATEST = MIGRATIONS[-1].version
 

@@ -106,18 +106,32 @@ class StoredAlert:
 
 @dataclass(frozen=True, slots=True)
 class GatewayRecord:
-    """One row of the fleet registry: the gateway's last status document and when it came."""
+    """One row of the fleet registry: the gateway's last heartbeat (a last will, which says only
+    ``online: false``, keeps the heartbeat before it), when the gateway was last heard from, and
+    since when it is online or offline (``since``: None for a row from before schema 2)."""
 
     gateway_id: str
     province: str | None
     online: bool
     last_seen: datetime
     status: dict[str, object]
+    since: datetime | None = None
 
 
 def utc(dt: datetime) -> datetime:
     """``dt`` in UTC; a naive datetime is taken to be UTC already."""
     return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+
+
+def parse_time(value: object) -> datetime | None:
+    """An ISO 8601 time (as a heartbeat carries it) as an aware UTC datetime; None if not one."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return utc(dt)
 
 
 def alert_fields(payload: Mapping[str, object]) -> tuple[str | None, str | None, str | None]:
@@ -226,13 +240,26 @@ class HubStore(abc.ABC):
 
     @abc.abstractmethod
     def record_status(
-        self, gateway_id: str, doc: Mapping[str, object], *, province: str | None = None, now: datetime | None = None
+        self,
+        gateway_id: str,
+        doc: Mapping[str, object],
+        *,
+        province: str | None = None,
+        now: datetime | None = None,
+        seen: datetime | None = None,
+        replay: bool = False,
     ) -> None:
-        """Keep a gateway's latest status document (its heartbeat or last will) in the registry."""
+        """Keep a gateway's latest status document in the registry, in one idempotent upsert.
+
+        A heartbeat (it has ``sent_at``) replaces the stored one; a ``replay`` (the broker's
+        retained copy, or a redelivery) only when it was not sent before the stored one. ``seen``
+        (default ``now``) is when the gateway was heard from. A last will (no ``sent_at``) only
+        marks the gateway offline, keeping the heartbeat before it. ``since`` moves to ``now``
+        when ``online`` changes."""
 
     @abc.abstractmethod
-    def gateways(self) -> list[GatewayRecord]:
-        """The fleet registry, ordered by gateway id."""
+    def gateways(self, province: str | None = None) -> list[GatewayRecord]:
+        """The fleet registry (of one province when given), ordered by gateway id."""
 
     @abc.abstractmethod
     def count_readings(self, gateway_id: str | None = None) -> int: ...

@@ -208,15 +208,19 @@ class PostgresStore(SqlStore):
         return IngestResult(stored, len(alerts) - stored)
 
     def record_status(
-        self, gateway_id: str, doc: Mapping[str, object], *, province: str | None = None, now: datetime | None = None
+        self,
+        gateway_id: str,
+        doc: Mapping[str, object],
+        *,
+        province: str | None = None,
+        now: datetime | None = None,
+        seen: datetime | None = None,
+        replay: bool = False,
     ) -> None:
-        at = utc(now or datetime.now(UTC))
+        params = self._gateway_params(gateway_id, doc, province, now or datetime.now(UTC), seen, replay)
 
         def write(conn: psycopg.Connection[tuple[Any, ...]]) -> None:
-            conn.execute(
-                _UPSERT_GATEWAY,
-                (gateway_id, province, bool(doc.get("online")), at, Jsonb(dict(doc))),
-            )
+            conn.execute(_UPSERT_GATEWAY, params)
 
         self._run("record_status", write)
 
@@ -233,6 +237,9 @@ class PostgresStore(SqlStore):
 
     def _to_time(self, value: Any) -> datetime:
         return utc(value)
+
+    def _json_param(self, doc: Mapping[str, object]) -> Any:
+        return Jsonb(dict(doc))
 
     def _from_json(self, value: Any) -> Any:
         return value  # psycopg loads jsonb already

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import abc
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -22,6 +22,7 @@ from hub.store import (
     HubStore,
     StoredAlert,
     StoredReading,
+    parse_time,
     stored_reading_from_row,
 )
 
@@ -44,11 +45,24 @@ def upsert_alert_sql(p: str) -> str:
 
 
 def upsert_gateway_sql(p: str) -> str:
-    """The gateway registry upsert with placeholder ``p`` (a missing province keeps the stored one)."""
+    """The fleet registry upsert with placeholder ``p``; parameters: gateway_id, province, online,
+    last_seen, status, state_since, sent_at (None for a last will), then ``replay`` (a retained or
+    redelivered copy). A missing province keeps the stored one; a last will keeps the stored
+    heartbeat and last_seen; a replayed heartbeat sent before the stored one changes nothing (a
+    live one always counts: a gateway's clock may step back); ``state_since`` moves only when
+    ``online`` changes."""
     return (
-        f"INSERT INTO gateways (gateway_id, province, online, last_seen, status) VALUES ({', '.join([p] * 5)}) "
+        "INSERT INTO gateways (gateway_id, province, online, last_seen, status, state_since, sent_at) "
+        f"VALUES ({', '.join([p] * 7)}) "
         "ON CONFLICT (gateway_id) DO UPDATE SET province = coalesce(excluded.province, gateways.province), "
-        "online = excluded.online, last_seen = excluded.last_seen, status = excluded.status"
+        "online = excluded.online, "
+        "state_since = CASE WHEN gateways.online = excluded.online AND gateways.state_since IS NOT NULL "
+        "THEN gateways.state_since ELSE excluded.state_since END, "
+        "last_seen = CASE WHEN excluded.sent_at IS NULL THEN gateways.last_seen ELSE excluded.last_seen END, "
+        "status = CASE WHEN excluded.sent_at IS NULL THEN gateways.status ELSE excluded.status END, "
+        "sent_at = coalesce(excluded.sent_at, gateways.sent_at) "
+        f"WHERE excluded.sent_at IS NULL OR gateways.sent_at IS NULL OR NOT {p} "
+        "OR excluded.sent_at >= gateways.sent_at"
     )
 
 
@@ -107,9 +121,45 @@ class SqlStore(HubStore):
     def _stored_reading(self, row: tuple[Any, ...]) -> StoredReading:
         return stored_reading_from_row(row, to_time=self._to_time, from_json=self._from_json)
 
-    def gateways(self) -> list[GatewayRecord]:
-        rows = self._query("SELECT gateway_id, province, online, last_seen, status FROM gateways ORDER BY gateway_id")
-        return [GatewayRecord(g, p, bool(o), self._to_time(s), dict(self._from_json(d))) for g, p, o, s, d in rows]
+    def _gateway_params(
+        self,
+        gateway_id: str,
+        doc: Mapping[str, object],
+        province: str | None,
+        now: datetime,
+        seen: datetime | None,
+        replay: bool,
+    ) -> tuple[Any, ...]:
+        """The parameters of :func:`upsert_gateway_sql` for one status document."""
+        sent = parse_time(doc.get("sent_at"))
+        return (
+            gateway_id,
+            province,
+            self._bool_param(bool(doc.get("online"))),
+            self._time_param(seen or now),
+            self._json_param(doc),
+            self._time_param(now),
+            None if sent is None else self._time_param(sent),
+            self._bool_param(replay),
+        )
+
+    @abc.abstractmethod
+    def _json_param(self, doc: Mapping[str, object]) -> Any:
+        """``doc`` as the engine stores a JSON column (a query parameter)."""
+
+    def gateways(self, province: str | None = None) -> list[GatewayRecord]:
+        sql = "SELECT gateway_id, province, online, last_seen, status, state_since FROM gateways"
+        rows = (
+            self._query(sql + " ORDER BY gateway_id")
+            if province is None
+            else self._query(sql + f" WHERE province = {self.placeholder} ORDER BY gateway_id", (province,))
+        )
+        return [
+            GatewayRecord(
+                g, p, bool(o), self._to_time(s), dict(self._from_json(d)), None if ss is None else self._to_time(ss)
+            )
+            for g, p, o, s, d, ss in rows
+        ]
 
     def count_readings(self, gateway_id: str | None = None) -> int:
         if gateway_id is None:

@@ -175,14 +175,18 @@ class SqliteStore(SqlStore):
         return IngestResult(stored, len(alerts) - stored)
 
     def record_status(
-        self, gateway_id: str, doc: Mapping[str, object], *, province: str | None = None, now: datetime | None = None
+        self,
+        gateway_id: str,
+        doc: Mapping[str, object],
+        *,
+        province: str | None = None,
+        now: datetime | None = None,
+        seen: datetime | None = None,
+        replay: bool = False,
     ) -> None:
-        at = iso(now or datetime.now(UTC))
+        params = self._gateway_params(gateway_id, doc, province, now or datetime.now(UTC), seen, replay)
         with self._write() as conn:
-            conn.execute(
-                _UPSERT_GATEWAY,
-                (gateway_id, province, int(bool(doc.get("online"))), at, dump_json(dict(doc))),
-            )
+            conn.execute(_UPSERT_GATEWAY, params)
 
     # -- reads --------------------------------------------------------------------------------
 
@@ -201,6 +205,9 @@ class SqliteStore(SqlStore):
 
     def _to_time(self, value: Any) -> datetime:
         return from_iso(value)
+
+    def _json_param(self, doc: Mapping[str, object]) -> Any:
+        return dump_json(dict(doc))
 
     def _from_json(self, value: Any) -> Any:
         return json.loads(value)

@@ -8,7 +8,7 @@ import sqlite3
 import stat
 import threading
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -106,14 +106,69 @@ def test_another_gateway_cannot_overwrite_an_alert(store: HubStore) -> None:
     assert store.alerts("gw-evil") == []
 
 
-def test_fleet_registry_keeps_the_last_status(store: HubStore) -> None:
-    store.record_status(GW, {"v": 1, "type": "status", "online": True, "backlog": 5}, province="hn", now=T0)
-    store.record_status(GW, {"v": 1, "type": "status", "online": False}, now=T0 + timedelta(minutes=1))
-    store.record_status("gw-0002", {"v": 1, "type": "status", "online": True}, province="hn", now=T0)
+def _beat(online: bool, sent_at: datetime, **extra: object) -> dict[str, object]:
+    return {"v": 1, "type": "status", "online": online, "sent_at": sent_at.isoformat(), **extra}
+
+
+WILL = {"v": 1, "type": "status", "online": False}
+
+
+def test_fleet_registry_keeps_the_last_heartbeat_and_since_when(store: HubStore) -> None:
+    m = timedelta(minutes=1)
+    store.record_status(GW, _beat(True, T0, backlog={"pending": 5}), province="hn", now=T0)
+    store.record_status(GW, _beat(True, T0 + m, backlog={"pending": 2}), now=T0 + m)
+    store.record_status("gw-0002", _beat(True, T0), province="hn", now=T0)
     a, b = store.gateways()
-    assert (a.gateway_id, a.province, a.online, a.last_seen) == (GW, "hn", False, T0 + timedelta(minutes=1))
-    assert a.status == {"v": 1, "type": "status", "online": False}
+    assert (a.gateway_id, a.province, a.online, a.last_seen, a.since) == (GW, "hn", True, T0 + m, T0)
+    assert a.status["backlog"] == {"pending": 2}
     assert (b.gateway_id, b.online) == ("gw-0002", True)
+    # the last will: offline since the broker said so; the heartbeat before it and last_seen stay
+    store.record_status(GW, WILL, now=T0 + 3 * m)
+    [a] = store.gateways(province="hn")[:1]
+    assert (a.online, a.since, a.last_seen, a.status["backlog"]) == (False, T0 + 3 * m, T0 + m, {"pending": 2})
+    store.record_status(GW, WILL, now=T0 + 4 * m)  # a second copy (another worker) changes nothing
+    assert store.gateways()[0].since == T0 + 3 * m
+    # a replayed copy of an older heartbeat is ignored; a newer one brings it back online
+    store.record_status(GW, _beat(True, T0, backlog={"pending": 9}), now=T0 + 5 * m, replay=True)
+    assert (store.gateways()[0].online, store.gateways()[0].status["backlog"]) == (False, {"pending": 2})
+    store.record_status(GW, _beat(True, T0 + 6 * m), now=T0 + 6 * m, seen=T0 + 6 * m)
+    a = store.gateways()[0]
+    assert (a.online, a.since, a.last_seen) == (True, T0 + 6 * m, T0 + 6 * m)
+    assert store.gateways(province="elsewhere") == []
+    # a live heartbeat counts even when the gateway's clock stepped back (no RTC, NTP correcting)
+    store.record_status(GW, _beat(True, T0 - 60 * m, backlog={"pending": 1}), now=T0 + 7 * m)
+    a = store.gateways()[0]
+    assert (a.online, a.last_seen, a.status["backlog"]) == (True, T0 + 7 * m, {"pending": 1})
+
+
+def test_a_will_from_an_unknown_gateway_is_a_row(store: HubStore) -> None:
+    store.record_status(GW, WILL, province="hn", now=T0)
+    [g] = store.gateways()
+    assert (g.online, g.since, g.last_seen, g.status) == (False, T0, T0, WILL)
+
+
+def test_schema_1_registry_rows_migrate(tmp_path: Path) -> None:
+    from hub.schema import MIGRATIONS
+
+    directory = tmp_path / "hub"
+    directory.mkdir()
+    conn = sqlite3.connect(directory / SQLITE_FILE)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, description TEXT, applied_at TEXT)")
+    for statement in MIGRATIONS[0].sqlite:
+        conn.execute(statement)
+    conn.execute("INSERT INTO schema_migrations VALUES (1, 'v1', '2026-01-01T00:00:00+00:00')")
+    conn.execute(
+        "INSERT INTO gateways VALUES (?, 'hn', 1, ?, ?)", (GW, T0.isoformat(timespec="microseconds"), '{"online":true}')
+    )
+    conn.commit()
+    conn.close()
+    with open_store(directory) as s:
+        assert s.schema_version() == LATEST == 2
+        [g] = s.gateways()
+        assert (g.online, g.since, g.last_seen) == (True, None, T0)
+        s.record_status(GW, _beat(True, T0 + timedelta(seconds=5)), now=T0 + timedelta(seconds=5))
+        assert s.gateways()[0].since == T0 + timedelta(seconds=5)
 
 
 def test_migrations_are_recorded_and_reopening_is_idempotent(store_spec: str) -> None:
