@@ -154,7 +154,7 @@ def news2_finding(
     if notes:
         vi.append(L.notes_text(notes, 0))
         en.append(L.notes_text(notes, 1))
-    text = "; ".join(vi) + " / " + "; ".join(en)
+    text = L.bilingual("; ".join(vi), "; ".join(en))
     return [
         Finding(subject, "news2", level, known, causes, text, float(total), partial, missing, tuple(used), model_ref)
     ]
@@ -214,7 +214,7 @@ def pews_finding(
         en.append(L.PEWS_RESPONSE[level_name][1])
     vi.append(L.notes_text(notes, 0))
     en.append(L.notes_text(notes, 1))
-    text = "; ".join(vi) + " / " + "; ".join(en)
+    text = L.bilingual("; ".join(vi), "; ".join(en))
     return [
         Finding(subject, "pews", level, known, causes, text, float(total), partial, missing, tuple(used), model_ref)
     ]
@@ -284,11 +284,11 @@ def imci_findings(
         title_vi, title_en, resp_vi, resp_en = L.IMCI_TEXT[kind]
         reading_vi, reading_en = L.inputs_text([(vital, value)], 0), L.inputs_text([(vital, value)], 1)
         if flag is None:
-            text = f"{reading_vi} / {reading_en}"
+            text = L.bilingual(reading_vi, reading_en)
         else:
-            text = (
-                f"Chuyển tuyến: {title_vi} ({L.threshold_text(flag.threshold, 0)}): {reading_vi}; {resp_vi} / "
-                f"Referral: {title_en} ({L.threshold_text(flag.threshold, 1)}): {reading_en}; {resp_en}"
+            text = L.bilingual(
+                f"Chuyển tuyến: {title_vi} ({L.threshold_text(flag.threshold, 0)}): {reading_vi}; {resp_vi}",
+                f"Referral: {title_en} ({L.threshold_text(flag.threshold, 1)}): {reading_en}; {resp_en}",
             )
         out.append(
             Finding(
@@ -327,10 +327,10 @@ def pregnancy_findings(subject: str, vals: dict[str, tuple[float, str]], score: 
         title_vi, title_en, resp_vi, resp_en = L.PREGNANCY_TEXT[res.level.label]
         miss_vi = f" (chưa đủ: {L.names(missing, 0)})" if missing else ""
         miss_en = f" (missing: {L.names(missing, 1)})" if missing else ""
-        # each language's half whole (the dashboard splits the text at its one " / ")
-        text = (
-            f"{L.cap(title_vi)}: HA {shown} mmHg; {resp_vi}{miss_vi} / "
-            f"{L.cap(title_en)}: BP {shown} mmHg; {resp_en}{miss_en}"
+        # each language's half whole (the dashboard splits the text at its one separator)
+        text = L.bilingual(
+            f"{L.cap(title_vi)}: HA {shown} mmHg; {resp_vi}{miss_vi}",
+            f"{L.cap(title_en)}: BP {shown} mmHg; {resp_en}{miss_en}",
         )
     return [
         Finding(

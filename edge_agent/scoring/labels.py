@@ -239,16 +239,16 @@ def event_text(kind: str, vital: str, op: str, threshold: float, held_s: float |
         en += f" for {held_s:.0f} s"
     vi += f" ({'thấp' if lowest else 'cao'} nhất {value(vital, worst, 0)})"
     en += f" ({'lowest' if lowest else 'highest'} {value(vital, worst, 1)})"
-    return f"{vi} / {en}"
+    return bilingual(vi, en)
 
 
 def event_resolved_text(kind: str, vital: str, last: float) -> str:
     """The text of an event whose condition no longer holds: ``SpO2 95 %: hết giảm SpO2 / SpO2
     95 %: desaturation resolved``."""
     vi_name, en_name = PARAMETER_NAMES.get(vital, (vital, vital))
-    return (
-        f"{cap(vi_name)} {value(vital, last, 0)}: hết {EVENT_NAMES.get(kind, kind)} / "
-        f"{cap(en_name)} {value(vital, last, 1)}: {EVENT_NAMES_EN.get(kind, kind)} resolved"
+    return bilingual(
+        f"{cap(vi_name)} {value(vital, last, 0)}: hết {EVENT_NAMES.get(kind, kind)}",
+        f"{cap(en_name)} {value(vital, last, 1)}: {EVENT_NAMES_EN.get(kind, kind)} resolved",
     )
 
 
@@ -263,12 +263,22 @@ def threshold_text(threshold: str, lang: int) -> str:
     return out
 
 
+# An alert text is "Vietnamese / English": the dashboard shows the half of its language, so each
+# half must be whole and the separator appear exactly once (tests/edge_agent/scoring/test_scoring_texts.py).
+SEPARATOR = " / "
+
+
+def bilingual(vi: str, en: str) -> str:
+    """One alert text from its Vietnamese and English halves."""
+    return f"{vi}{SEPARATOR}{en}"
+
+
 def cleared_text(reason: str, message: str, *, now: bool) -> str:
     """A closed alert's text, still "Vietnamese / English" when ``message`` is: ``Đã đóng (đã
     hết): … / cleared (resolved): now …``. ``now``: ``message`` is the finding that closed it."""
-    parts = message.split(" / ")
+    parts = message.split(SEPARATOR)
     vi_reason = CLEAR_REASONS.get(reason, reason)
     if len(parts) != 2:
         return f"cleared ({reason}): {'now ' if now else ''}{message}"
     vi_now, en_now = ("hiện ", "now ") if now else ("", "")
-    return f"Đã đóng ({vi_reason}): {vi_now}{parts[0]} / cleared ({reason}): {en_now}{parts[1]}"
+    return bilingual(f"Đã đóng ({vi_reason}): {vi_now}{parts[0]}", f"cleared ({reason}): {en_now}{parts[1]}")
