@@ -61,6 +61,7 @@ def stop(proc: subprocess.Popen[bytes]) -> str:
     return (err or b"").decode(errors="replace")
 
 
+@pytest.mark.timeout(360)
 def test_enrolled_gateway_syncs_then_is_revoked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     province = make_province(tmp_path, kernel_now(tmp_path))
     files = province.broker_files()
@@ -127,7 +128,9 @@ def test_enrolled_gateway_syncs_then_is_revoked(tmp_path: Path, capsys: pytest.C
             revoke(province.ca_dir, done.gateway_id, now=province.now)
             province.broker_files()
             broker.restart()
-            wait_for(lambda: status(state).get("sync", {}).get("state") == "auth_refused", 60, "auth_refused")
+            # the agent reconnects with full-jitter backoff (1 s doubling, capped at 300 s): after the
+            # failed attempts while the broker restarts, the next one may be a minute or more away
+            wait_for(lambda: status(state).get("sync", {}).get("state") == "auth_refused", 240, "auth_refused")
             code = main(["check", "--config", str(config), "--skip", "clock", "--skip", "service", "--timeout", "2"])
             out = capsys.readouterr().out
             assert code == EXIT_OPERATOR
