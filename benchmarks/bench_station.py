@@ -3,6 +3,7 @@ on real pseudo-terminals, each simulator in its own process.
 
     .venv/bin/python benchmarks/bench_station.py [--quick] [--seconds S] [--device-seconds S]
         [--commit-ms MS] [--status-s S] [--calm] [--no-sync] [--skip-devices] [--skip-station] [--dir DIR]
+        [--no-unit-env]
 
 About seven minutes by default (nine agent runs of 20 s, the station run of 60 s, each with its
 start-up and warm-up); ``--quick`` for a smoke run.
@@ -11,8 +12,9 @@ What it measures, always from ``/proc/<pid>`` of the agent process (never wall-c
 the machine may be shared, and CPU *time* is what a Raspberry Pi pays for):
 
 1. **CPU per device**: one agent run per serial format with one device, the agent's CPU time
-   (utime + stime from ``/proc/<pid>/stat``) over the window, minus an idle agent's (no devices)
-   measured in the same run, as % of one core. Baseline in the same run: a bare pyserial loop
+   (its threads' ``schedstat`` run time in ns; before issue 14's last step utime + stime from
+   ``/proc/<pid>/stat``, whose 10 ms ticks are 0.05 % of a 20 s window) over the window, minus an
+   idle agent's (no devices) measured in the same run, as % of one core. Baseline in the same run: a bare pyserial loop
    (``port.read(port.in_waiting or 1)``, discarding the bytes) reading a second instance of the
    same simulator. Goal: <= 0.3 % of one core per high-rate device (Nonin, Contec). The agent's
    default configuration (status snapshot every 30 s). Then the marginal cost of one more
@@ -30,6 +32,8 @@ the machine may be shared, and CPU *time* is what a Raspberry Pi pays for):
    Goal: <= 100 MiB peak, flat after warm-up.
 
 The state dir is on the disk that holds the repository (not tmpfs), so ``write_bytes`` is real.
+The agent runs with the ``Environment=`` lines of ``systemd/station-edge.service`` (as systemd runs
+it: ``MALLOC_ARENA_MAX=2``); ``--no-unit-env`` runs it without them.
 """
 
 from __future__ import annotations
@@ -83,10 +87,25 @@ class Sample:
     hwm_kib: int
 
 
+def cpu_time_s(pid: int) -> float:
+    """The process's CPU time: the sum of its threads' time on a CPU from ``schedstat`` (in ns:
+    the figures here are tenths of a percent, and ``utime + stime`` counts 10 ms ticks, 0.05 % of a
+    20 s window), else ``utime + stime`` from ``/proc/<pid>/stat``. The agent's threads live as long
+    as it does, so the threads' sum is the process's (a thread that ended would drop out of it)."""
+    total = 0
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(FileNotFoundError), open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+        return total / 1e9
+    except (OSError, ValueError, IndexError):
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime (fields 14 and 15)
+
+
 def sample(pid: int) -> Sample:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    cpu = (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime (fields 14 and 15)
+    cpu = cpu_time_s(pid)
     wb = 0
     with contextlib.suppress(OSError), open(f"/proc/{pid}/io") as f:
         for line in f:
@@ -190,10 +209,25 @@ class AgentRun:
                 self.ready.set()
 
 
+UNIT = ROOT / "systemd" / "station-edge.service"
+UNIT_ENV: dict[str, str] = {}  # set by main(): the unit's Environment= lines, unless --no-unit-env
+
+
+def unit_environment(unit: Path = UNIT) -> dict[str, str]:
+    """``Environment=K=V`` lines of the agent's systemd unit (unquoted, one assignment per line)."""
+    out: dict[str, str] = {}
+    for line in unit.read_text().splitlines():
+        if line.startswith("Environment="):
+            key, _, value = line.removeprefix("Environment=").partition("=")
+            out[key.strip()] = value.strip()
+    return out
+
+
 def start_agent(d: Path, cfg: Path) -> AgentRun:
     exe = ROOT / ".venv" / "bin" / "edge-agent"
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "edge_agent.cli"]
-    proc = subprocess.Popen([*cmd, "run", "--config", str(cfg)], cwd=ROOT, stderr=subprocess.PIPE)
+    env = {**os.environ, **UNIT_ENV}
+    proc = subprocess.Popen([*cmd, "run", "--config", str(cfg)], cwd=ROOT, stderr=subprocess.PIPE, env=env)
     run = AgentRun(proc, d / "state" / "buffer.sqlite3")
     threading.Thread(target=run._pump, daemon=True).start()
     if not run.ready.wait(120):
@@ -310,7 +344,10 @@ def main() -> int:
     ap.add_argument("--status-s", type=float, default=5.0, help="station run: status_interval_s (the demo's: 5)")
     ap.add_argument("--calm", action="store_true", help="station run: every patient 'normal' (no alerts)")
     ap.add_argument("--dir", type=Path, default=None, help="where to put the files (default: next to the repo)")
+    ap.add_argument("--no-unit-env", action="store_true", help="run the agent without the unit's Environment= lines")
     args = ap.parse_args()
+    if not args.no_unit_env:
+        UNIT_ENV.update(unit_environment())
     if args.quick:
         args.seconds, args.device_seconds, args.warmup = 15.0, 8.0, 4.0
     base = args.dir or ROOT
@@ -318,7 +355,8 @@ def main() -> int:
     sims: list[subprocess.Popen[bytes]] = []
     summary: dict[str, object] = {}
     try:
-        print(f"station benchmark in {top}; agent CPU is CPU time (/proc/<pid>/stat), not wall-clock load")
+        print(f"station benchmark in {top}; agent CPU is CPU time (threads' schedstat), not wall-clock load")
+        print(f"agent environment from {UNIT.name}: {' '.join(f'{k}={v}' for k, v in UNIT_ENV.items()) or 'none'}")
         if not args.skip_devices:
             d = top / "idle"
             idle = measure(d, [], args.device_seconds, warmup=args.warmup)

@@ -14,7 +14,9 @@ agent's device session.
 Reads come in chunks (issue 14): after the first byte, ``read`` waits ``chunk_s`` (250 ms) and
 takes everything that arrived meanwhile, so a device sending 75 frames a second costs the agent
 four thread and loop wake-ups a second, not 75. A local port (a file descriptor) is read with
-``select`` and ``os.read`` directly, a few system calls per chunk; pyserial URLs go through
+``select`` and ``os.read`` directly, a few system calls per chunk; while bytes keep coming it
+sleeps ``chunk_s`` and reads what arrived, one wake-up per chunk instead of two (the ``select``
+and the sleep); when a chunk finds nothing it waits in ``select`` again. pyserial URLs go through
 pyserial. The chunk is at most ``chunk_s`` late, well
 inside one scoring cycle; the parsers give the same readings whatever the chunking.
 """
@@ -83,6 +85,7 @@ class SerialLink:
         if "://" not in path and fileno is not None:
             with contextlib.suppress(Exception):
                 self._fd = int(fileno())  # pyserial opens it O_NONBLOCK
+        self._streaming = False  # the last local read returned bytes: collect the next by sleeping
 
     def read(self, size: int = 4096) -> bytes:
         if self._fd is not None:
@@ -104,11 +107,17 @@ class SerialLink:
     def _read_fd(self, fd: int, size: int) -> bytes:
         """The same as pyserial's read for a local port, without its per-byte-arrival loop."""
         try:
-            ready, _, _ = select.select([fd], [], [], READ_TIMEOUT_S)
+            ready: list[int] = []
+            if self._streaming:  # bytes keep coming: one wake-up per chunk (module docstring)
+                time.sleep(self.chunk_s)
+                ready, _, _ = select.select([fd], [], [], 0)
             if not ready:
-                return b""
-            if self.chunk_s > 0:
-                time.sleep(self.chunk_s)  # one wake-up per chunk, not per frame (module docstring)
+                self._streaming = False
+                ready, _, _ = select.select([fd], [], [], READ_TIMEOUT_S)
+                if not ready:
+                    return b""
+                if self.chunk_s > 0:
+                    time.sleep(self.chunk_s)  # one wake-up per chunk, not per frame (module docstring)
             data = os.read(fd, size)
         except BlockingIOError:
             return b""
@@ -118,6 +127,7 @@ class SerialLink:
             raise TransportError(f"{self.port}: port closed ({exc})") from exc
         if not data:  # readable but nothing to read: hung up (pyserial says the same)
             raise TransportError(f"{self.port}: device lost (readable but returned no data)")
+        self._streaming = self.chunk_s > 0
         return data
 
     def write(self, data: bytes) -> int:

@@ -144,10 +144,17 @@ def process_alive(pid: int) -> bool:
 class StatusFile:
     """``status.json``, read by ``edge-agent status`` and the technician.
 
-    Normally replaced atomically. When that fails for lack of space, the existing file is
-    overwritten in place: it is padded to whole blocks with slack, so the new snapshot fits in
-    blocks the file already owns and the report that the disk is full still gets out. (A reader
-    can then see a half-written file for an instant; ``edge-agent status`` retries and then says so.)
+    The file is padded to whole blocks with slack. A snapshot that needs as many blocks as the
+    file has is written over it in place, without an fsync (issue 14): no new file, no new
+    blocks, no directory or inode-bitmap update, and the kernel writes the page back once however
+    often it was rewritten meanwhile. A replace (temporary file, fsync, rename) would dirty about
+    five filesystem blocks each time, the most an SD card pays for in this agent. Otherwise
+    (first write, a snapshot that needs more or fewer blocks) the file is replaced atomically, and
+    when that fails for lack of space a snapshot that fits is still written in place, so the
+    report that the disk is full gets out. The cost: a reader can see a half-written file for an
+    instant (``edge-agent status`` retries and then says so), and after a power cut the file may
+    hold an older or torn snapshot until the agent's next write (it writes one at start).
+    Counted: :attr:`in_place_writes` and :attr:`replaced`.
 
     Only on change (issue 14): a snapshot that differs from the last one written only in
     ``written_at`` is skipped (counted in :attr:`unchanged_skips`), unless ``refresh_s`` passed.
@@ -158,6 +165,7 @@ class StatusFile:
     ) -> None:
         self.path = path
         self.in_place_writes = 0
+        self.replaced = 0
         self.failures = 0
         self.unchanged_skips = 0
         self.refresh_s = refresh_s
@@ -186,7 +194,11 @@ class StatusFile:
     def _write(self, doc: dict[str, object]) -> bool:
         data = self.encode(doc)
         try:
+            if self._same_size_overwrite(data):
+                self.in_place_writes += 1
+                return True
             write_private(self.path, data)
+            self.replaced += 1
             return True
         except OSError as exc:
             if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
@@ -201,6 +213,22 @@ class StatusFile:
             self.failures += 1
             log.warning("event=status_write_failed mode=in_place error=%r", exc.strerror)
             return False
+
+    def _same_size_overwrite(self, data: bytes) -> bool:
+        """Write ``data`` over the file when it is exactly as long (no fsync); False when there
+        is no such file or it has another size (then the caller replaces it)."""
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return False
+        try:
+            st = os.fstat(fd)
+            if st.st_size != len(data) or st.st_nlink != 1 or st.st_mode & 0o077:
+                return False  # another size, or a file that is not (any more) ours alone: replace it
+            _write_all(fd, data, offset=0)
+            return True
+        finally:
+            os.close(fd)
 
     def _overwrite_in_place(self, data: bytes) -> None:
         fd = os.open(self.path, os.O_WRONLY)

@@ -41,6 +41,21 @@ class Decommissioned:
     pending_lost: Pending
 
 
+# The buffer's schema (edge_agent/store/schema.py) is the contract read here, without importing the
+# agent. From store version 6 the hub's acks are kept as seq ranges in ``acked`` and folded into
+# ``readings.synced`` in bulk (edge_agent/store/acked.py), so a reading is pending when it is not
+# synced and no range holds its seq; before version 6, ``synced = 0`` alone.
+_UNSYNCED_READINGS = "SELECT count(*) FROM readings WHERE synced = 0"
+_PENDING_READINGS = (
+    "SELECT count(*) FROM readings r WHERE r.synced = 0 AND NOT "
+    "COALESCE((SELECT a.hi FROM acked a WHERE a.lo <= r.seq ORDER BY a.lo DESC LIMIT 1), 0) >= r.seq"
+)
+
+
+def _has_acked(con: sqlite3.Connection) -> bool:
+    return con.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'acked'").fetchone() is not None
+
+
 def count_pending(db: Path) -> Pending:
     """Readings and alerts not yet acknowledged by the hub, read-only (the agent is stopped)."""
     if not db.exists():
@@ -50,7 +65,7 @@ def count_pending(db: Path) -> Pending:
     except sqlite3.Error as exc:
         raise Refused("store_unreadable", f"{db}: {exc}", "pass --force to destroy the keys anyway") from None
     try:
-        readings = con.execute("SELECT count(*) FROM readings WHERE synced = 0").fetchone()[0]
+        readings = con.execute(_PENDING_READINGS if _has_acked(con) else _UNSYNCED_READINGS).fetchone()[0]
         alerts = con.execute("SELECT count(*) FROM alerts WHERE synced_us IS NULL").fetchone()[0]
     except sqlite3.Error as exc:
         raise Refused("store_unreadable", f"{db}: {exc}", "pass --force to destroy the keys anyway") from None

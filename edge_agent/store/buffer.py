@@ -22,8 +22,9 @@ from typing import TypeVar
 from device_drivers.records import Reading
 from edge_agent.config import StoreConfig
 from edge_agent.store import codec, opening, policy
+from edge_agent.store.acked import AckedRanges
 from edge_agent.store.alerts import AlertLane, alert_acks
-from edge_agent.store.connection import files_size, without_own_fsync
+from edge_agent.store.connection import files_size, fsync_wal, fsyncs_every_commit, without_own_fsync
 from edge_agent.store.dashboard import DashboardQueries
 from edge_agent.store.envelope import Cipher, choose_cipher
 from edge_agent.store.errors import StoreClosedError, StoreError
@@ -167,6 +168,7 @@ class BufferStore:
             max_batch=max_batch,
             max_queued=max_queued,
             on_overflow=self._ingest.count_overflow,
+            sync_wal=functools.partial(fsync_wal, path) if fsyncs_every_commit(synchronous) else None,
         )
         self._outbox = Outbox(
             w,
@@ -180,6 +182,7 @@ class BufferStore:
             call=self._call_bookkeeping,
             max_in_flight=max_in_flight,
             lease_timeout_s=lease_timeout_s,
+            acked=AckedRanges(db.acked),
         )
         self._alerts = AlertLane(
             w,
@@ -221,12 +224,16 @@ class BufferStore:
     def _call_bookkeeping(self, fn: Callable[[], T], timeout: float | None = None) -> T:
         """``_call`` for the sync's bookkeeping (leases, acks, dead letters): it waits for the
         readings' window instead of cutting it short, and commits without an fsync of its own
-        (connection.without_own_fsync: the next reading commit makes it durable; a power cut
-        before that means readings are sent again, and the hub keeps each uid once)."""
+        (connection.without_own_fsync: the next reading commit, or the writer's deferred fsync
+        within one window, makes it durable; a power cut before that means readings are sent
+        again, and the hub keeps each uid once)."""
         if self._closed:
             raise StoreClosedError("store is closed")
         return self._writer.call(
-            functools.partial(without_own_fsync, self._w, fn, self._synchronous), timeout, wait_window=True
+            functools.partial(without_own_fsync, self._w, fn, self._synchronous),
+            timeout,
+            wait_window=True,
+            defers_sync=True,
         )
 
     def _check_open(self) -> None:
@@ -325,11 +332,16 @@ class BufferStore:
         """Queue an insert or update of an alert (sealed like readings) ahead of any reading
         backlog; never blocks. The future resolves with the alert's new revision after COMMIT (the
         revision is pending until the hub acknowledges it), or raises StoreFullError (the disk is
-        full even after purging synced history) or StoreError. ``payload`` is serialised now."""
+        full even after purging synced history) or StoreError. ``payload`` is serialised now.
+
+        The commit shares the fsync of the readings' commit (issue 14): it is made without one
+        of its own, and the next reading commit, or the writer's deferred fsync within one window,
+        makes it durable. So a power cut loses at most one window of alerts, as of readings."""
         self._check_open()
         plain, is_open, updated_us = alert_columns(payload, updated_at)
+        save = functools.partial(self._alerts.save, alert_id, plain, is_open=is_open, updated_us=updated_us)
         return self._writer.submit_urgent(
-            functools.partial(self._alerts.save, alert_id, plain, is_open=is_open, updated_us=updated_us)
+            functools.partial(without_own_fsync, self._w, save, self._synchronous), defers_sync=True
         )
 
     def save_alert(self, alert_id: str, payload: dict[str, object], *, updated_at: datetime) -> int:
@@ -363,10 +375,17 @@ class BufferStore:
         """Delete synced readings (and synced, cleared alerts) older than ``retention_days``;
         destroy data keys that no row uses any more. Unsynced rows are never deleted."""
         when = now or self._clock()
+        self._call(self._outbox.fold)  # retention deletes synced rows: acknowledged ranges first
         result = self._call(functools.partial(self._retention.run, when))
         cutoff_us = codec.to_us(when - timedelta(days=self.config.retention_days))
         self._call(functools.partial(self._visits.purge_closed, cutoff_us))
         return result
+
+    def rotate_data_key(self, timeout: float | None = None) -> int:
+        """Start a new data key now, on the writer thread after everything queued before it
+        (a remote ``rotate-keys``); returns its id. Rows already sealed keep their key until
+        retention destroys it. :class:`KeystoreError` when the keystore cannot be written."""
+        return self._call(functools.partial(self._keys.rotate_now, self._w), timeout)
 
     def stats(self) -> StoreStats:
         size = files_size(self.path)
@@ -417,6 +436,11 @@ class BufferStore:
             self._reader.close()
             self._w.close()
         log.info("event=store_closed path=%s", self.path)
+
+    @property
+    def deferred_syncs(self) -> int:
+        """fsyncs the writer made for commits without one when no reading commit came in a window."""
+        return self._writer.deferred_syncs
 
     @staticmethod
     def quarantine(path: Path, now: datetime) -> Path:

@@ -82,30 +82,56 @@ _esc = json.encoder.encode_basestring  # C-accelerated JSON string literal
 _isfinite = math.isfinite
 
 
+# Hot-path caches (issue 14: sealing was most of the store's per-reading cost): the JSON text of
+# a source format, and of a set of quality flags. Both come from small closed sets; bounded anyway.
+_FORMAT_TEXT: dict[str, str] = {}
+_FLAGS_TEXT: dict[frozenset[Quality], str] = {}
+_CACHE_MAX = 256
+
+
+def _format_text(fmt: str) -> str:
+    text = _FORMAT_TEXT.get(fmt)
+    if text is None:
+        if len(_FORMAT_TEXT) >= _CACHE_MAX:
+            _FORMAT_TEXT.clear()
+        text = _FORMAT_TEXT[fmt] = ',"s":' + _esc(fmt)
+    return text
+
+
+def _flags_text(flags: frozenset[Quality]) -> str:
+    text = _FLAGS_TEXT.get(flags)
+    if text is None:
+        codes = [FLAG_CODES.get(f) for f in flags]
+        if None in codes:
+            text = ',"F":' + _dumps(sorted(str(f) for f in flags))
+        else:
+            text = ',"f":"' + "".join(sorted(codes)) + '"'  # type: ignore[arg-type]
+        if len(_FLAGS_TEXT) >= _CACHE_MAX:
+            _FLAGS_TEXT.clear()
+        _FLAGS_TEXT[flags] = text
+    return text
+
+
 def reading_plaintext(r: Reading, gateway_id: str) -> bytes:
     """The sealed part of a reading, as compact JSON (the hot path; the inverse is in reading_from_row)."""
     v = r.value
     if type(v) is not float or not _isfinite(v):
         return _dumps(_body(r, gateway_id)).encode("utf-8")
-    parts = ['{"v":', repr(v), ',"s":', _esc(r.source_format)]
+    text = '{"v":' + repr(v) + _format_text(r.source_format)
     if r.unit != UNITS[r.vital]:
-        parts += (',"u":', _esc(r.unit))
+        text += ',"u":' + _esc(r.unit)
     if r.clock_from_device:
-        parts.append(',"c":1')
+        text += ',"c":1'
     if r.patient_id is not None:
-        parts += (',"p":', _esc(r.patient_id))
+        text += ',"p":' + _esc(r.patient_id)
     if r.flags:
-        codes = [FLAG_CODES.get(f) for f in r.flags]
-        if None in codes:
-            parts += (',"F":', _dumps(sorted(str(f) for f in r.flags)))
-        else:
-            parts += (',"f":"', "".join(sorted(codes)), '"')  # type: ignore[arg-type]
+        text += _flags_text(r.flags)
     if r.extra:
-        parts += (',"x":', _dumps([list(kv) for kv in r.extra]))
-    if r.uid != f"{gateway_id}:{r.seq}":
-        parts += (',"id":', _esc(r.uid))
-    parts.append("}")
-    return "".join(parts).encode("utf-8")
+        text += ',"x":' + _dumps([list(kv) for kv in r.extra])
+    uid = r.uid
+    if not (uid.startswith(gateway_id) and uid[len(gateway_id) :] == f":{r.seq}"):
+        text += ',"id":' + _esc(uid)
+    return (text + "}").encode("utf-8")
 
 
 def _body(r: Reading, gateway_id: str) -> dict[str, object]:

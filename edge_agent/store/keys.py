@@ -127,10 +127,14 @@ class KeyManager:
         if self._clock() - self.keystore.current_key_created < self._rotation:
             return
         try:
-            new_id = self.keystore.rotate(self._clock())
+            self.rotate_now(w)
         except KeystoreError as exc:
             log.error("event=key_rotation_failed reason=%s", exc.reason)
-            return
+
+    def rotate_now(self, w: sqlite3.Connection) -> int:
+        """Start a new data key whatever the current one's age (a remote ``rotate-keys``); returns
+        its id. :class:`KeystoreError` when the keystore cannot be written (the current key stays)."""
+        new_id = self.keystore.rotate(self._clock())
         self.sealer.set_keys(self.keystore.key_bytes())
         try:
             w.execute("BEGIN IMMEDIATE")
@@ -141,6 +145,7 @@ class KeyManager:
                 w.execute("ROLLBACK")
             # the row is added at the next open (check); the key is safe in the keystore
         log.info("event=key_rotated key_id=%d", new_id)
+        return new_id
 
     def destroy_unused(self, w: sqlite3.Connection, now: datetime) -> list[int]:
         """Destroy every non-current key that no reading or alert uses; returns their ids."""

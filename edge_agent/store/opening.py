@@ -15,7 +15,15 @@ from datetime import datetime
 from pathlib import Path
 
 from edge_agent.store import codec
-from edge_agent.store.connection import SQLITE_SUFFIXES, connect_writer, create_private, open_error, restrict_mode
+from edge_agent.store.acked import PENDING, AckedRanges, fold
+from edge_agent.store.connection import (
+    SQLITE_SUFFIXES,
+    connect_writer,
+    create_private,
+    is_full,
+    open_error,
+    restrict_mode,
+)
 from edge_agent.store.errors import StoreCorruptError, StoreError
 from edge_agent.store.indexes import DeferredIndex
 from edge_agent.store.keys import KeyManager
@@ -35,6 +43,7 @@ class Opened:
     state: BufferState
     indexed_upto: int
     leases: list[Lease]  # batches leased before this open: none in flight now, re-sent first
+    acked: tuple[tuple[int, int], ...]  # acknowledged ranges not folded (only when the fold failed)
 
 
 def open_database(
@@ -101,6 +110,7 @@ def _setup(
         raise StoreError(f"{path}: database belongs to gateway {gw!r}, not {gateway_id!r}")
 
     keys.check(w)
+    fold_acked(w, "open")
     now_us = codec.to_us(clock())
     w.execute("BEGIN IMMEDIATE")
     w.executemany(
@@ -109,17 +119,43 @@ def _setup(
     )
     w.execute("COMMIT")
     keys.maybe_rotate(w)
+    acked = AckedRanges.merged(w.execute("SELECT lo, hi FROM acked").fetchall())
     return Opened(
-        w, page_size, integrity_checked, load_state(w, meta), int(meta.get("indexed_upto", "0")), load_leases(w)
+        w,
+        page_size,
+        integrity_checked,
+        load_state(w, meta),
+        int(meta.get("indexed_upto", "0")),
+        load_leases(w),
+        acked,
     )
+
+
+def fold_acked(w: sqlite3.Connection, when: str) -> None:
+    """Fold the acknowledged ranges into the rows (edge_agent.store.acked), in a transaction of its
+    own; on a full disk they stay ranges (still not pending) and the next open folds them."""
+    try:
+        w.execute("BEGIN IMMEDIATE")
+        n = fold(w)
+        w.execute("COMMIT")
+    except sqlite3.Error as exc:
+        if w.in_transaction:
+            w.execute("ROLLBACK")
+        if not is_full(exc):
+            raise
+        log.warning("event=store_fold_deferred when=%s reason=disk_full", when)
+        return
+    if n:
+        log.info("event=store_acked_folded when=%s rows=%d", when, n)
 
 
 def load_state(w: sqlite3.Connection, meta: dict[str, str]) -> BufferState:
     """The in-memory counters, from the rows and meta."""
     max_seq_meta = int(meta.get("max_seq", "0"))
     row = w.execute(
-        "SELECT COALESCE(MAX(seq), 0), COUNT(*), COALESCE(SUM(synced = 0), 0), "
-        "MIN(CASE WHEN synced = 0 THEN seq END), COALESCE(SUM(synced = 2), 0) FROM readings"
+        "SELECT COALESCE(MAX(seq), 0), COUNT(*), "
+        f"COALESCE(SUM(CASE WHEN {PENDING} THEN 1 ELSE 0 END), 0), MIN(CASE WHEN {PENDING} THEN seq END), "
+        "COALESCE(SUM(synced = 2), 0) FROM readings r"
     ).fetchone()
     dropped: dict[str, Counter[str]] = {}
     for vital, reason, count in w.execute("SELECT vital, reason, count FROM drop_counts"):
@@ -156,8 +192,10 @@ def load_leases(w: sqlite3.Connection) -> list[Lease]:
 
 
 def finish(w: sqlite3.Connection, index: DeferredIndex, state: BufferState) -> None:
-    """Writer thread, at close: index the tail, record max_seq and a clean shutdown, checkpoint."""
+    """Writer thread, at close: fold the acknowledged ranges, index the tail, record max_seq and a
+    clean shutdown, checkpoint."""
     try:
+        fold_acked(w, "close")
         w.execute("BEGIN IMMEDIATE")
         index.tail_if_due(state.last_seq, force=True)
         persist_max_seq(w, state)

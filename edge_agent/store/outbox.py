@@ -26,7 +26,9 @@ from datetime import datetime
 from typing import Any
 
 from device_drivers.records import Reading
+from edge_agent.store import acked as acked_ranges
 from edge_agent.store import codec
+from edge_agent.store.acked import FOLD_ROWS, PENDING, AckedRanges
 from edge_agent.store.errors import StoreFullError
 from edge_agent.store.leases import Lease, LeaseBook, encode_seqs
 from edge_agent.store.reader import Decoder, Reader
@@ -67,6 +69,7 @@ class Outbox:
         call: RunOnWriter,
         max_in_flight: int,
         lease_timeout_s: float | None,
+        acked: AckedRanges | None = None,
     ) -> None:
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
@@ -82,6 +85,7 @@ class Outbox:
         self._max_in_flight = max_in_flight
         self._timeout_us = None if lease_timeout_s is None else int(lease_timeout_s * 1_000_000)
         self._lease_lock = threading.Lock()  # one lease at a time picks readings
+        self._acked = acked or AckedRanges()  # writer thread: the acked table in memory
 
     # --- leases (callers' threads) ----------------------------------------------------------------
 
@@ -127,7 +131,7 @@ class Outbox:
         want = set(seqs)
         rows = self._reader.read(
             lambda r: r.execute(
-                f"SELECT {SELECT_READING} FROM readings r WHERE seq BETWEEN ? AND ? AND synced = 0 ORDER BY seq",
+                f"SELECT {SELECT_READING} FROM readings r WHERE seq BETWEEN ? AND ? AND {PENDING} ORDER BY seq",
                 (seqs[0], seqs[-1]),
             ).fetchall()
         )
@@ -141,7 +145,7 @@ class Outbox:
         taken = self._book.leased_seqs()
         rows = self._reader.read(
             lambda r: r.execute(
-                f"SELECT {SELECT_READING} FROM readings r WHERE seq >= ? AND synced = 0 ORDER BY seq LIMIT ?",
+                f"SELECT {SELECT_READING} FROM readings r WHERE seq >= ? AND {PENDING} ORDER BY seq LIMIT ?",
                 (wm, limit + len(taken)),
             ).fetchall()
         )
@@ -241,26 +245,66 @@ class Outbox:
 
     def mark_synced(self, seqs: list[int], *, forget_batch: str | None = None) -> int:
         """Writer thread: mark ``seqs`` (sorted) acknowledged in one transaction (and delete the
-        batch ``forget_batch`` in it); returns how many left the pending state."""
-        w = self._w
+        batch ``forget_batch`` in it); returns how many left the pending state.
 
-        def do() -> int:
-            before = w.total_changes
-            # 0 -> 1 keeps the record the same size (SQLite stores both constants in the header),
-            # so an acknowledgement never grows the database, even on a full disk
-            w.executemany("UPDATE readings SET synced = 1 WHERE seq = ? AND synced = 0", [(s,) for s in seqs])
-            n = w.total_changes - before
+        The readings are recorded as seq ranges in ``acked`` (edge_agent.store.acked), not by
+        rewriting each row; the ranges are folded into the rows in bulk every FOLD_ROWS readings."""
+        w = self._w
+        acked = self._acked
+        old = acked.ranges
+        new = old
+        newly: list[int] = []
+
+        def do(ranges: bool) -> int:
+            nonlocal new, newly
+            new = old
+            newly = []
+            if seqs:
+                want = set(seqs)
+                rows = w.execute(
+                    f"SELECT seq FROM readings r WHERE seq BETWEEN ? AND ? AND {PENDING}", (seqs[0], seqs[-1])
+                ).fetchall()
+                newly = [s for (s,) in rows if s in want]
+                if newly and ranges:
+                    new = acked.with_seqs(newly)
+                    acked_ranges.persist(w, old, new)
+                elif newly:
+                    # 0 -> 1 keeps the record the same size (SQLite stores both constants in the
+                    # header), so this form never grows the database, even on a full disk
+                    w.executemany("UPDATE readings SET synced = 1 WHERE seq = ? AND synced = 0", [(s,) for s in newly])
             if forget_batch is not None:
                 w.execute("DELETE FROM batches WHERE batch_id = ?", (forget_batch,))
-            return n
+            return len(newly)
 
-        changed = self._space.txn(do, "record the hub's acknowledgement")
-        self._left_pending(changed, seqs)
+        what = "record the hub's acknowledgement"
+        try:
+            changed = self._space.txn(lambda: do(True), what)
+        except StoreFullError:  # a range may need a new page: mark the rows themselves instead
+            changed = self._space.txn(lambda: do(False), what)
+        acked.replace(new)
+        self._left_pending(changed, newly)
+        if sum(hi - lo + 1 for lo, hi in new) >= FOLD_ROWS:
+            self.fold()
         return changed
+
+    def fold(self) -> None:
+        """Writer thread: fold the ranges into the rows' ``synced`` flag (one bulk pass; before
+        retention too, which deletes only folded rows); on a full disk they stay ranges, which is
+        as good for the outbox (pending is the same), and are folded later."""
+        if not self._acked.ranges:
+            return
+        try:
+            n = self._space.txn(lambda: acked_ranges.fold(self._w), "fold acknowledged readings")
+        except StoreFullError:
+            log.warning("event=store_fold_deferred when=ack reason=disk_full")
+            return
+        self._acked.replace(())
+        log.debug("event=store_acked_folded when=ack rows=%d", n)
 
     def dead_letter(self, seqs: Sequence[int]) -> int:
         """Writer thread: move pending rows that failed to open to the dead letters (``synced = 2``);
         returns how many moved. On a full disk they stay pending and are tried again next time."""
+        seqs = [s for s in seqs if s not in self._acked]  # acknowledged meanwhile: not dead, gone
         if not seqs:
             return 0
         w = self._w
@@ -283,7 +327,7 @@ class Outbox:
     def _left_pending(self, n: int, seqs: Sequence[int], *, dead_letter: bool = False) -> None:
         wm = self._state.left_pending(n, dead_letter=dead_letter)
         if wm is not None and wm in seqs:
-            nxt = self._w.execute("SELECT MIN(seq) FROM readings WHERE seq >= ? AND synced = 0", (wm,)).fetchone()[0]
+            nxt = self._w.execute(f"SELECT MIN(seq) FROM readings r WHERE seq >= ? AND {PENDING}", (wm,)).fetchone()[0]
             self._state.advance_low_wm(wm, nxt)
 
     # --- by uid (callers' threads, then the writer) -------------------------------------------
@@ -296,7 +340,7 @@ class Outbox:
             return []
         rows = self._reader.read(
             lambda r: r.execute(
-                f"SELECT {SELECT_READING} FROM readings r WHERE seq >= ? AND synced = 0 ORDER BY seq LIMIT ?",
+                f"SELECT {SELECT_READING} FROM readings r WHERE seq >= ? AND {PENDING} ORDER BY seq LIMIT ?",
                 (wm, limit),
             ).fetchall()
         )
@@ -310,8 +354,8 @@ class Outbox:
             return None
         row = self._reader.read(
             lambda r: r.execute(
-                "SELECT measured_us + received_delta_us FROM readings "
-                "WHERE seq >= ? AND synced = 0 ORDER BY seq LIMIT 1",
+                "SELECT measured_us + received_delta_us FROM readings r "
+                f"WHERE seq >= ? AND {PENDING} ORDER BY seq LIMIT 1",
                 (low_wm,),
             ).fetchone()
         )

@@ -51,8 +51,10 @@ def seal_readings(
     append = out.append
     for n, r in enumerate(readings):
         seq = r.seq
-        mus = to_us(r.measured_at)
-        rus = to_us(r.received_at)
+        m_at = r.measured_at
+        mus = to_us(m_at)
+        r_at = r.received_at
+        rus = mus if r_at is m_at else to_us(r_at)  # the same object when the device sent no clock
         vital = vcodes[r.vital]
         pid = r.patient_id
         p = None if pid is None else pidx(pid)

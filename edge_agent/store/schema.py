@@ -11,6 +11,8 @@ Version history (never edit a released step; add a new one):
    failed to open, out of the alert outbox). Readings gain the state ``synced = 2`` (dead letter:
    failed to open, never leased again), which needs no schema change.
 5. ``visits``: the dashboard's visits, sealed (the patient identifier is never in clear).
+6. ``acked``: seq ranges the hub acknowledged and not yet folded into ``readings.synced``
+   (edge_agent.store.acked: an acknowledgement no longer rewrites every row of its batch).
 
 Applied versions are recorded in ``schema_migrations`` (sqlite-utils) and ``PRAGMA user_version``.
 """
@@ -120,6 +122,15 @@ def _v5(db: sqlite_utils.Database) -> None:
     )
 
 
+def _v6(db: sqlite_utils.Database) -> None:
+    db.execute(
+        """CREATE TABLE acked (
+            lo INTEGER PRIMARY KEY,         -- first seq of a run the hub acknowledged
+            hi INTEGER NOT NULL             -- last seq of it (inclusive); runs are disjoint
+        )"""
+    )
+
+
 Migration = Callable[[sqlite_utils.Database], None]
 MIGRATIONS: tuple[tuple[int, str, Migration], ...] = (
     (1, "meta, data_keys, readings", _v1),
@@ -127,6 +138,7 @@ MIGRATIONS: tuple[tuple[int, str, Migration], ...] = (
     (3, "drop counts, deferred index tables", _v3),
     (4, "outbox batches, alert dead letters", _v4),
     (5, "dashboard visits", _v5),
+    (6, "acknowledged seq ranges", _v6),
 )
 LATEST = MIGRATIONS[-1][0]
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from edge_agent.store import policy
+from edge_agent.store.acked import SYNCED
 from edge_agent.store.connection import is_corrupt, is_full
 from edge_agent.store.errors import StoreCorruptError, StoreFullError
 from edge_agent.store.indexes import DeferredIndex
@@ -141,7 +142,7 @@ class SpaceManager:
         """Delete up to ``limit`` synced readings, oldest first (received before ``cutoff_us``
         when given). Returns how many were deleted; never touches unsynced rows."""
         w = self._w
-        sql = "SELECT seq, measured_us, pidx FROM readings WHERE synced = 1"
+        sql = f"SELECT seq, measured_us, pidx FROM readings r WHERE {SYNCED}"
         args: tuple[Any, ...] = ()
         if cutoff_us is not None:
             sql += " AND measured_us + received_delta_us < ?"

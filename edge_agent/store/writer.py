@@ -21,6 +21,13 @@ caller. (A submission larger than the bound is still accepted when the queue is 
 Urgent commands (alerts: ``submit_urgent``) have a lane of their own that the writer serves
 before anything else waiting, in their own submission order: an alert waits at most for the
 transaction already running, never for a backlog of readings.
+
+Deferred fsync (issue 14): a command queued with ``defers_sync`` (the sync's bookkeeping, and the
+alerts of ``submit_urgent(..., defers_sync=True)``) commits with ``synchronous=NORMAL``: it is
+visible at once and survives a crash of the process, and the next reading commit's fsync makes
+it durable against a power cut. If no reading commit comes within one window, the writer fsyncs
+the WAL itself (``sync_wal``), so a power cut still loses at most one window; an SD card sees one
+small write a window instead of one per alert.
 """
 
 from __future__ import annotations
@@ -61,6 +68,10 @@ class _Command(Generic[T]):
     fn: Callable[[], T]
     future: Future[T]
     cuts: bool = True  # cuts the window of the readings waiting before it short
+    defers_sync: bool = False  # commits without an fsync: durable at the next one (<= one window)
+
+
+_SYNC = object()  # _take: the deferred fsync is due and nothing else is waiting
 
 
 # commit_batch(readings) -> one flag per reading: True stored, False dropped
@@ -92,6 +103,7 @@ class GroupCommitWriter:
         commit_at: int = 64,
         max_queued: int = 20_000,
         on_overflow: Callable[[Sequence[Reading]], None] = lambda _r: None,
+        sync_wal: Callable[[], None] | None = None,
         name: str = "store-writer",
     ) -> None:
         self._commit_batch = commit_batch
@@ -106,6 +118,9 @@ class GroupCommitWriter:
         self._queued_cuts = 0
         self._cond = threading.Condition()
         self._stopping = False
+        self._sync_wal = sync_wal
+        self._sync_due: float | None = None  # when a deferred fsync must happen (writer thread only)
+        self.deferred_syncs = 0  # fsyncs the writer made itself (no reading commit came in time)
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self) -> None:
@@ -127,36 +142,47 @@ class GroupCommitWriter:
                 overflow = True
             else:
                 overflow = False
+                idle = not self._items
                 self._items.append(_Chunk(readings, fut, time.monotonic()))
                 self._queued_readings += len(readings)
-                self._cond.notify_all()
+                # wake the writer only when this changes what it does (issue 14: one wake-up per
+                # device chunk cost CPU for nothing): it was idle, or the batch is now full enough
+                if idle or self._queued_readings >= self._commit_at:
+                    self._cond.notify_all()
         if overflow:
             self._on_overflow(readings)
             fut.set_result(CommitResult((), tuple(r.uid for r in readings)))
         return fut
 
-    def call(self, fn: Callable[[], T], timeout: float | None = None, *, wait_window: bool = False) -> T:
+    def call(
+        self, fn: Callable[[], T], timeout: float | None = None, *, wait_window: bool = False, defers_sync: bool = False
+    ) -> T:
         """Run ``fn`` on the writer thread after everything queued before it; wait for its result.
-        Readings waiting for their window are committed at once, or with ``wait_window`` at its end."""
+        Readings waiting for their window are committed at once, or with ``wait_window`` at its end.
+        ``defers_sync``: ``fn`` commits without an fsync (see the module docstring)."""
         if threading.current_thread() is self._thread:
-            return fn()
+            out = fn()
+            if defers_sync:
+                self._owe_sync()
+            return out
         fut: Future[T] = Future()
         with self._cond:
             if self._stopping and not self._thread.is_alive():
                 raise StoreClosedError("store is closed")
-            self._items.append(_Command(fn, fut, not wait_window))
+            self._items.append(_Command(fn, fut, not wait_window, defers_sync))
             self._queued_cuts += not wait_window
             self._cond.notify_all()
         return fut.result(timeout)
 
-    def submit_urgent(self, fn: Callable[[], T]) -> Future[T]:
+    def submit_urgent(self, fn: Callable[[], T], *, defers_sync: bool = False) -> Future[T]:
         """Queue ``fn`` ahead of every reading and command waiting (FIFO among urgent commands);
-        never blocks. The future resolves with its result, or its exception."""
+        never blocks. The future resolves with its result, or its exception. ``defers_sync``:
+        ``fn`` commits without an fsync (see the module docstring)."""
         fut: Future[T] = Future()
         with self._cond:
             if self._stopping:
                 raise StoreClosedError("store is closed")
-            self._urgent.append(_Command(fn, fut))
+            self._urgent.append(_Command(fn, fut, True, defers_sync))
             self._cond.notify_all()
         return fut
 
@@ -176,9 +202,19 @@ class GroupCommitWriter:
 
     # --- the writer thread -------------------------------------------------------------------
 
-    def _take(self) -> list[_Chunk] | _Command[Any] | None:
+    def _owe_sync(self) -> None:
+        """Writer thread: a commit without fsync happened; the WAL must be fsynced within a window."""
+        if self._sync_wal is not None and self._sync_due is None:
+            self._sync_due = time.monotonic() + self._window_s
+
+    def _take(self) -> list[_Chunk] | _Command[Any] | object | None:
         with self._cond:
             while not self._items and not self._urgent:
+                if self._sync_due is not None:
+                    if self._stopping or time.monotonic() >= self._sync_due:
+                        return _SYNC
+                    self._cond.wait(self._sync_due - time.monotonic())
+                    continue
                 if self._stopping:
                     return None
                 self._cond.wait()
@@ -190,6 +226,8 @@ class GroupCommitWriter:
                 self._queued_cuts -= head.cuts
                 return head
             deadline = head.at + self._window_s
+            if self._sync_due is not None:  # this commit's fsync is the deferred one: not later than due
+                deadline = min(deadline, self._sync_due)
             while (
                 not self._stopping
                 and not self._queued_cuts
@@ -220,12 +258,18 @@ class GroupCommitWriter:
             item = self._take()
             if item is None:
                 return
+            if item is _SYNC:
+                self._deferred_sync()
+                continue
             if isinstance(item, _Command):
                 try:
                     _resolve(item.future, item.fn())
                 except BaseException as exc:
                     _resolve(item.future, exc=exc)
+                if item.defers_sync:
+                    self._owe_sync()
                 continue
+            assert isinstance(item, list)
             batch = [r for c in item for r in c.readings]
             try:
                 flags = self._commit_batch(batch)
@@ -235,6 +279,8 @@ class GroupCommitWriter:
                 for c in item:
                     _resolve(c.future, exc=err)
                 continue
+            if any(flags):  # a reading was written: its commit (synchronous=FULL) fsynced the WAL
+                self._sync_due = None
             pos = 0
             for c in item:
                 stored: list[str] = []
@@ -243,3 +289,13 @@ class GroupCommitWriter:
                     (stored if flags[pos] else dropped).append(r.uid)
                     pos += 1
                 _resolve(c.future, CommitResult(tuple(stored), tuple(dropped)))
+
+    def _deferred_sync(self) -> None:
+        """Writer thread: fsync the WAL for the commits made without one (no reading commit came)."""
+        self._sync_due = None
+        assert self._sync_wal is not None
+        try:
+            self._sync_wal()
+            self.deferred_syncs += 1
+        except OSError as exc:  # the next reading commit fsyncs anyway; say so and go on
+            log.warning("event=store_deferred_sync_failed error=%r", exc.strerror)

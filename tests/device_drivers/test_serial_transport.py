@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 
 import pytest
@@ -67,3 +69,36 @@ def test_bad_usb_specs_are_clear_errors(spec: str) -> None:
 def test_absent_usb_device_is_a_clear_error() -> None:
     with pytest.raises(TransportError, match="no USB serial device 0403:6001"):
         resolve_port("usb:0403:6001")
+
+
+def test_a_stream_is_read_in_chunks_with_one_wake_up_each_and_a_lone_byte_is_not_late() -> None:
+    """Issue 14: while bytes keep coming the link sleeps a chunk and reads; when a chunk finds
+    nothing it waits in select again, so a byte after a pause is at most one chunk late."""
+    master, slave = os.openpty()
+    link = SerialLink(os.ttyname(slave), SETTINGS, chunk_s=0.1)
+    stop = threading.Event()
+
+    def device() -> None:
+        while not stop.is_set():
+            os.write(master, b"x")
+            time.sleep(0.01)
+
+    t = threading.Thread(target=device, daemon=True)
+    try:
+        t.start()
+        assert link.read(4096)  # the first chunk (select, then the chunk)
+        sizes = [len(link.read(4096)) for _ in range(8)]
+        assert link._streaming and all(n >= 4 for n in sizes), sizes  # ~10 bytes per 100 ms chunk
+        stop.set()
+        t.join()
+        tail = [link.read(4096) for _ in range(3)]  # the stream's tail, then nothing
+        assert tail[-1] == b"" and not link._streaming  # back to waiting in select, which timed out
+        threading.Timer(0.2, os.write, (master, b"y")).start()
+        t0 = time.monotonic()
+        assert link.read(4096) == b"y"
+        assert time.monotonic() - t0 < 0.2 + 0.1 + 0.15  # when it came, plus at most one chunk
+    finally:
+        stop.set()
+        link.close()
+        os.close(master)
+        os.close(slave)

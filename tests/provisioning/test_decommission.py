@@ -87,3 +87,17 @@ def test_nothing_pending_and_the_agent_running(gateway: Path, capsys: pytest.Cap
     assert "destroyed" in capsys.readouterr().out
     # the buffer cannot come back: a new agent would find sealed data without its keys, or nothing
     assert not (state / "keystore.json").exists()
+
+
+def test_acked_ranges_not_yet_folded_are_not_pending(gateway: Path) -> None:
+    """After a crash the hub's acks may still be only seq ranges in ``acked`` (store v6, folded into
+    ``readings.synced`` at the next open): they are not pending, and nothing else is hidden."""
+    import sqlite3
+
+    db = gateway.parent / "state" / "buffer.sqlite3"
+    with sqlite3.connect(db) as con:  # the state a crash leaves: ranges held, rows not folded
+        con.execute("UPDATE readings SET synced = 0")
+        con.execute("DELETE FROM acked")
+        con.execute("INSERT INTO acked (lo, hi) VALUES (1, 2), (4, 4)")
+    con.close()
+    assert count_pending(db).readings == 2  # seqs 3 and 5

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from device_drivers.records import Reading
 from edge_agent.config import StoreConfig
 from edge_agent.store.connection import (
     CHECKPOINT_WAL_BYTES,
@@ -17,10 +19,12 @@ from edge_agent.store.connection import (
     WRITER_CACHE_KIB,
     connect_reader,
     connect_writer,
+    fsync_wal,
     without_own_fsync,
 )
+from edge_agent.store.writer import GroupCommitWriter
 
-from .conftest import GW, OpenStore, make_reading
+from .conftest import GW, T0, OpenStore, make_reading
 
 
 def test_a_trickle_waits_for_the_window_and_a_crowd_commits_at_once(open_store: OpenStore) -> None:
@@ -84,3 +88,89 @@ def test_acks_wait_for_the_window_and_survive_a_reopen(open_store: OpenStore) ->
     assert s.ack(batch.id) == 10
     s.close()
     assert open_store().stats().pending == 54
+
+
+def _wait(cond: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.01)
+    return cond()
+
+
+def test_a_deferred_commit_is_fsynced_by_the_writer_within_one_window_when_no_reading_comes() -> None:
+    syncs: list[float] = []
+    commits: list[float] = []
+
+    def commit(batch: list[Reading]) -> list[bool]:
+        commits.append(time.monotonic())
+        return [True] * len(batch)
+
+    w = GroupCommitWriter(commit, window_s=0.3, sync_wal=lambda: syncs.append(time.monotonic()))
+    w.start()
+    try:
+        t0 = time.monotonic()
+        assert w.submit_urgent(lambda: 7, defers_sync=True).result(5) == 7  # an alert: no fsync yet
+        assert not syncs
+        assert _wait(lambda: len(syncs) == 1)
+        assert 0.25 <= syncs[0] - t0 < 2.0 and w.deferred_syncs == 1  # about one window later
+        time.sleep(0.5)
+        assert len(syncs) == 1  # once: nothing else is owed
+
+        # a reading arriving after a deferred commit commits no later than the fsync was due, and
+        # its own fsync (synchronous=FULL) is the one owed: the writer makes none of its own
+        t1 = time.monotonic()
+        w.call(lambda: None, defers_sync=True, wait_window=True)  # the sync's ack
+        time.sleep(0.1)
+        w.submit([make_reading(1)]).result(5)
+        assert commits[-1] - t1 < 0.3 + 0.2
+        time.sleep(0.6)
+        assert len(syncs) == 1 and w.deferred_syncs == 1
+
+        # a command that does not defer its fsync owes nothing
+        w.submit_urgent(lambda: None).result(5)
+        time.sleep(0.6)
+        assert len(syncs) == 1
+    finally:
+        w.stop(5)
+
+
+def test_a_deferred_fsync_that_fails_is_logged_and_the_writer_goes_on(caplog: pytest.LogCaptureFixture) -> None:
+    def fail() -> None:
+        raise OSError(5, "Input/output error")
+
+    w = GroupCommitWriter(lambda b: [True] * len(b), window_s=0.05, sync_wal=fail)
+    w.start()
+    try:
+        w.submit_urgent(lambda: None, defers_sync=True).result(5)
+        assert _wait(lambda: "event=store_deferred_sync_failed" in caplog.text)
+        assert w.deferred_syncs == 0
+        assert w.submit([make_reading(1)]).result(5).stored == (f"{GW}:1",)
+    finally:
+        w.stop(5)
+
+
+def test_an_alert_shares_the_readings_fsync_and_is_made_durable_alone_within_a_window(
+    open_store: OpenStore,
+) -> None:
+    s = open_store(config=StoreConfig(group_commit_ms=200))
+    assert s.submit_alert("a1", {"alert_id": "a1", "state": "raised"}, updated_at=T0).result(5) == 1
+    assert [a["alert_id"] for a in s.load_alerts()] == ["a1"]  # visible at once, before any fsync
+    assert _wait(lambda: s.deferred_syncs == 1)  # no reading came: the writer fsynced the WAL itself
+    alert = s.submit_alert("a2", {"alert_id": "a2", "state": "raised"}, updated_at=T0)
+    s.submit([make_reading(1)]).result(5)  # the reading's commit carries the alert's fsync
+    assert alert.result(5) == 1
+    time.sleep(0.6)
+    assert s.deferred_syncs == 1
+    assert s._w.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL again for the readings
+
+
+def test_fsync_wal_without_a_wal_file_is_a_no_op(tmp_path: Path) -> None:
+    fsync_wal(tmp_path / "nothing.sqlite3")
+    w = connect_writer(tmp_path / "db.sqlite3", page_size=512, synchronous="FULL")
+    try:
+        w.execute("CREATE TABLE t (x)")
+        fsync_wal(tmp_path / "db.sqlite3")  # the real file: no error
+    finally:
+        w.close()

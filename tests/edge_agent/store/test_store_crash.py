@@ -22,6 +22,7 @@ import pytest
 from device_drivers.records import Reading, Vital
 from edge_agent.config import StoreConfig
 from edge_agent.store import BufferStore
+from edge_agent.store.acked import PENDING
 from edge_agent.store.leases import decode_seqs
 
 from .conftest import GW, T0, make_reading
@@ -144,7 +145,7 @@ def _first_batch_to_resend(db: Path) -> tuple[str, list[int]] | None:
     """(id, pending seqs) of the oldest recorded batch with readings still pending, read directly."""
     conn = sqlite3.connect(db)
     try:
-        pending = {row[0] for row in conn.execute("SELECT seq FROM readings WHERE synced = 0")}
+        pending = {row[0] for row in conn.execute(f"SELECT seq FROM readings r WHERE {PENDING}")}
         for batch_id, seqs in conn.execute("SELECT batch_id, seqs FROM batches ORDER BY n"):
             left = [q for q in decode_seqs(seqs) if q in pending]
             if left:

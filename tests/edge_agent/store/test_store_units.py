@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import threading
 from datetime import UTC, datetime, timedelta
@@ -120,6 +122,27 @@ def test_codec_round_trip(
     back = codec.reading_from_parts(clear, plain, GW)
     assert back == r
     assert back.measured_at.utcoffset() == timedelta(0)
+
+
+@given(
+    seq=st.integers(1, 10**6),
+    fmt=_text,
+    flags=st.frozensets(st.sampled_from(list(Quality))),
+    uid=st.sampled_from(["{gw}:{seq}", "{gw}2:{seq}", "{gw}:{seq}0", "x{gw}:{seq}", "{seq}"]),
+    pid=st.one_of(st.none(), _text),
+)
+def test_the_fast_plaintext_decodes_like_the_generic_body(
+    seq: int, fmt: str, flags: frozenset[Quality], uid: str, pid: str | None
+) -> None:
+    """The hot path (cached format and flag texts, issue 14) means what the generic encoder writes."""
+    base = make_reading(seq, source_format=fmt, patient_id=pid)
+    r = dataclasses.replace(base, flags=flags, uid=uid.format(gw=GW, seq=seq))
+    clear, fast = codec.reading_to_parts(r, GW)
+    generic = codec._dumps(codec._body(r, GW)).encode()
+    cols = (clear.seq, clear.measured_us, clear.received_us, clear.vital, clear.device_id)
+    assert codec.reading_from_row(*cols, fast, GW) == r == codec.reading_from_row(*cols, generic, GW)
+    assert ("id" in json.loads(fast)) == (r.uid != f"{GW}:{seq}")
+    assert codec.reading_plaintext(r, GW) == fast  # the second time from the caches: the same bytes
 
 
 def test_codec_keeps_identifiers_out_of_clear_columns() -> None:
