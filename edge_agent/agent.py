@@ -48,6 +48,7 @@ from edge_agent.sync.component import FINAL_DRAIN_S, SyncPart
 
 if TYPE_CHECKING:
     from edge_agent.dashboard.part import DashboardPart
+    from edge_agent.remote.part import RemotePart
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,21 @@ class Agent:
             self._sync = SyncPart(
                 config, lambda: self._store.store, self.events, self.status, clock, final_drain_s=drain
             )
+        self.restart_reason: str | None = None  # set by a part that needs a restart (exit 1)
+        self._stop: asyncio.Event | None = None
+        self._remote: RemotePart | None = None
+        if self._sync is not None:  # signed remote commands ride the sync link
+            from edge_agent.remote.part import RemotePart
+
+            self._remote = RemotePart(
+                config,
+                self._sync,
+                status=self.status,
+                scorer=lambda: self._scoring.scorer,
+                clock=clock,
+                restart=self.request_restart,
+                store=lambda: self._store.store,
+            )
         self._dashboard: DashboardPart | None = None
         if config.dashboard is not None:  # no [dashboard]: no web page (and aiohttp is not imported)
             from edge_agent.dashboard.part import DashboardPart
@@ -125,6 +141,8 @@ class Agent:
             # the sync stops after the devices and after the pipeline's drain, so its final sync at
             # a clean stop sends everything they produced; then the last status is written
             *([self._sync] if self._sync is not None else []),
+            # commands start once the link exists and stop before it (their results go out on it)
+            *([self._remote] if self._remote is not None else []),
             self._pipeline,
             # the dashboard starts after the pipeline (visits attach devices there), before the devices
             *([self._dashboard] if self._dashboard is not None else []),
@@ -163,6 +181,17 @@ class Agent:
         return self._dashboard
 
     @property
+    def remote(self) -> RemotePart | None:
+        return self._remote
+
+    def request_restart(self, reason: str) -> None:
+        """Stop cleanly; ``edge-agent run`` then exits 1 and systemd starts the agent again
+        (a remote ``set-config`` takes effect this way)."""
+        self.restart_reason = reason
+        if self._stop is not None:
+            self._stop.set()
+
+    @property
     def synced(self) -> int:
         """Readings the hub acknowledged in this run (0 when offline)."""
         return 0 if self._sync is None else self._sync.synced
@@ -173,6 +202,7 @@ class Agent:
 
         A start-up failure stops whatever had started and raises the original error
         (:class:`edge_agent.errors.OperatorActionRequired` when restarting cannot help)."""
+        self._stop = stop
         await self.lifecycle.start()
         try:
             await self._status.write_soon()

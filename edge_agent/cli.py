@@ -86,10 +86,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     _setup_logging(args.log_level)
     from edge_agent.agent import Agent, install_signal_handlers
 
+    restart: list[str] = []
+
     async def main() -> None:
         stop = asyncio.Event()
         install_signal_handlers(stop)
-        await Agent(config).run(stop)
+        agent = Agent(config)
+        await agent.run(stop)
+        if agent.restart_reason is not None:
+            restart.append(agent.restart_reason)
 
     logger = logging.getLogger("edge_agent")
     try:
@@ -101,6 +106,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_OPERATOR
     except Exception as exc:
         logger.exception("event=agent_failed action=retry exit=%d error=%r", EXIT_FAILURE, exc)
+        return EXIT_FAILURE
+    if restart:  # e.g. a remote set-config: systemd (Restart=on-failure) starts us on the new config
+        logger.warning("event=agent_restart reason=%s exit=%d", restart[0], EXIT_FAILURE)
         return EXIT_FAILURE
     return EXIT_OK
 

@@ -782,9 +782,10 @@ def _parse_scoring(sec: _Section, base_dir: Path) -> ScoringSettings:
 # --- the file --------------------------------------------------------------------------------
 
 
-def load_config(path: Path) -> AgentConfig:
+def load_config(path: Path, *, overlay: bool = True) -> AgentConfig:
     """Read and validate a TOML config file; raises :class:`ConfigError` naming the bad key (or
-    the file, when it cannot be read, is not UTF-8 or is not TOML)."""
+    the file, when it cannot be read, is not UTF-8 or is not TOML). With ``overlay`` the hub's
+    ``set-config`` changes in the state dir are applied on top (edge_agent.remote.overlay)."""
     shown = repr(str(path))
     if path.is_dir():
         raise ConfigError("", f"cannot read config {shown}: it is a directory, not a file")
@@ -807,4 +808,9 @@ def load_config(path: Path) -> AgentConfig:
         data = tomllib.loads(text.removeprefix("\ufeff"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError("", f"config {shown} is not valid TOML: {exc}") from exc
-    return parse_config(data, base_dir=path.parent.resolve(), source=path)
+    cfg = parse_config(data, base_dir=path.parent.resolve(), source=path)
+    if not overlay:
+        return cfg
+    from edge_agent.remote.overlay import with_overlay  # lazy: it builds on this module
+
+    return with_overlay(cfg, data)

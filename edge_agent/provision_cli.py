@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from edge_agent.config import ConfigError, load_config
 from edge_agent.state_files import PidFileError, process_alive, read_pid
-from edge_agent.sync.renewal import best_certificate
+from edge_agent.sync.renewal import best_identity
 from models import signing
 from models.manifest import MANIFEST_SUFFIX
 from provisioning.cli import run
@@ -39,6 +39,11 @@ class AgentGateway:
         except ConfigError as exc:
             raise ConfigProblem(str(exc)) from None
         sync = cfg.sync
+        pair = (
+            None
+            if sync is None
+            else best_identity(sync.cert, sync.key, sync.ca, cfg.gateway.state_dir, cfg.gateway.id, self.clock())
+        )
         return GatewayConfig(
             path=path,
             gateway_id=cfg.gateway.id,
@@ -48,15 +53,14 @@ class AgentGateway:
             db_path=cfg.db_path,
             quota_bytes=int(cfg.store.quota_mb * 2**20),
             sync=None
-            if sync is None
+            if sync is None or pair is None
             else SyncFiles(
                 broker=sync.broker,
                 ca=sync.ca,
-                # the certificate the agent connects with: a renewed one in the state dir when newer
-                cert=best_certificate(
-                    sync.cert, sync.key, sync.ca, cfg.gateway.state_dir, cfg.gateway.id, self.clock()
-                ),
-                key=sync.key,
+                # the pair the agent connects with: a renewed certificate (or a rotated key and its
+                # certificate) in the state dir when newer
+                cert=pair[1],
+                key=pair[0],
                 hub_keys=sync.hub_keys,
             ),
             serial_ports=tuple((d.id, d.port) for d in cfg.devices if d.transport == "serial"),

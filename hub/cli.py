@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from hub.errors import (
     EXIT_FAILURE,
@@ -32,6 +32,7 @@ from hub.errors import (
 )
 
 if TYPE_CHECKING:
+    from hub.fleet import Thresholds
     from hub.ingest import Ingestor
     from hub.metrics import MetricsServer
     from hub.mqtt_worker import HubWorker
@@ -217,24 +218,46 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help=f"refresh every S seconds (default {WATCH_DEFAULT_S:g}) until Ctrl-C; with --json one list per line",
     )
-    fleet.add_argument(
+    add_threshold_options(fleet)
+    from hub import cmd_cli, prune, simulate
+
+    cmd_cli.register_parser(sub)
+    simulate.register_parser(sub)
+    prune.register_parser(sub)
+    from hub.web import cli as web_cli
+
+    web_cli.register_parser(sub)
+    return parser
+
+
+def add_threshold_options(parser: argparse.ArgumentParser) -> None:
+    """``--stale-after``, ``--backlog-age``, ``--cert-days`` (hub.fleet.Thresholds), for ``fleet`` and ``web``."""
+    parser.add_argument(
         "--stale-after", type=float, default=300.0, metavar="S", help="online but silent over S seconds: stale (300)"
     )
-    fleet.add_argument(
+    parser.add_argument(
         "--backlog-age",
         type=float,
         default=3600.0,
         metavar="S",
         help="readings pending over S seconds: data at risk (3600)",
     )
-    fleet.add_argument(
+    parser.add_argument(
         "--cert-days",
         type=float,
         default=14.0,
         metavar="D",
         help="certificate with D days or fewer left: expiring (14)",
     )
-    return parser
+
+
+def thresholds_of(args: argparse.Namespace) -> Thresholds:
+    """The thresholds of :func:`add_threshold_options`; ValueError when out of range."""
+    from hub.fleet import Thresholds
+
+    if not (args.stale_after > 0 and args.backlog_age > 0 and args.cert_days >= 0):
+        raise ValueError("--stale-after and --backlog-age must be > 0, --cert-days >= 0")
+    return Thresholds(stale_after_s=args.stale_after, backlog_age_s=args.backlog_age, cert_days=args.cert_days)
 
 
 def _setup_logging(level: str) -> None:
@@ -262,6 +285,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _export(args)
         if args.command == "fleet":
             return _fleet(args)
+        if args.command == "cmd":
+            return int(_subcommand("cmd_cli").run(args))
+        if args.command in ("simulate", "prune"):
+            return int(_subcommand(args.command).run(args))
+        if args.command in ("web", "web-user"):
+            return int(_subcommand("web.cli").run(args))
     except (OperatorActionRequired, StoreOperatorError) as exc:
         log.error("event=hub_failed action=operator_must_act exit=%d error=%r", EXIT_OPERATOR, str(exc))
         return EXIT_OPERATOR
@@ -272,6 +301,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILURE
     parser.print_help()
     return EXIT_USAGE
+
+
+def _subcommand(name: str) -> Any:
+    """The module that implements a subcommand (its ``run(args) -> int``)."""
+    import importlib
+
+    return importlib.import_module(f"hub.{name}")
 
 
 def _usage(message: str) -> int:
@@ -350,6 +386,8 @@ def _serve(args: argparse.Namespace) -> int:
         share_group=args.share_group,
     )
     store = open_store(args.store)
+    if renewal is not None:
+        renewal.commands = store.command  # rotate-keys: the ledger allows a key change
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -361,7 +399,12 @@ def _serve(args: argparse.Namespace) -> int:
     metrics_server = None
     try:
         ingestor = Ingestor(store, hub_keys, ca_certs)
-        worker = HubWorker(settings, ingestor, renewal=renewal)
+        from hub.commands import ResultRecorder
+
+        results = ResultRecorder(
+            store, hub_sealing_private=hub_keys.sealing, ca_certs=ca_certs, clock=lambda: datetime.now(UTC)
+        )
+        worker = HubWorker(settings, ingestor, renewal=renewal, results=results)
         if metrics_at is not None:
             metrics_server = _start_metrics(metrics_at, args.store, ingestor, worker, renewal)
         log.info(
@@ -378,7 +421,7 @@ def _serve(args: argparse.Namespace) -> int:
             metrics_server.close()
         store.close()
     if args.json:
-        extra = {} if renewal is None else renewal.metrics()
+        extra = {**({} if renewal is None else renewal.metrics()), **results.metrics()}
         print(json.dumps({"worker": worker_id, **ingestor.metrics.to_json(), **worker.metrics.to_json(), **extra}))
     return EXIT_OK
 
@@ -465,21 +508,27 @@ def _export(args: argparse.Namespace) -> int:
 def _fleet(args: argparse.Namespace) -> int:
     import time
 
-    from hub.fleet import Thresholds, fleet_json, fleet_records, render_table
+    from hub.fleet import fleet_json, fleet_records, render_table
     from hub.store import open_store
 
     if args.watch is not None and not args.watch > 0:
         return _usage("--watch S: S must be a positive number of seconds")
-    if not (args.stale_after > 0 and args.backlog_age > 0 and args.cert_days >= 0):
-        return _usage("--stale-after and --backlog-age must be > 0, --cert-days >= 0")
-    thresholds = Thresholds(stale_after_s=args.stale_after, backlog_age_s=args.backlog_age, cert_days=args.cert_days)
+    try:
+        thresholds = thresholds_of(args)
+    except ValueError as exc:
+        return _usage(str(exc))
     if args.watch is not None:
         signal.signal(signal.SIGTERM, _interrupt)
     with open_store(args.store, create=False) as store:
         try:
             while True:
                 now = datetime.now(UTC)
-                records = fleet_records(store.gateways(province=args.province), now, thresholds=thresholds)
+                records = fleet_records(
+                    store.gateways(province=args.province),
+                    now,
+                    thresholds=thresholds,
+                    commands=store.last_commands(province=args.province),
+                )
                 if args.json:
                     print(fleet_json(records, compact=args.watch is not None), flush=True)
                 else:

@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from hub.store import GatewayRecord, parse_time
+from hub.store import CommandRecord, GatewayRecord, parse_time
 
 __all__ = [
     "DeviceView",
@@ -106,6 +106,7 @@ class FleetRecord:
     cert_days_left: float | None  # from now
     urgency: int
     reasons: tuple[str, ...]  # why it is urgent: offline, stale, data_at_risk, store_full, cert_*
+    last_command: dict[str, Any] | None = None  # the latest remote command (hub.commands) and its state
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = _jsonable(asdict(self))
@@ -289,9 +290,18 @@ def fleet_records(
     *,
     province: str | None = None,
     thresholds: Thresholds = Thresholds(),
+    commands: Mapping[str, CommandRecord] | None = None,
 ) -> list[FleetRecord]:
-    """The registry as fleet records, of one province when given, most urgent first."""
-    return by_urgency(build_record(g, now, thresholds) for g in gateways if province is None or g.province == province)
+    """The registry as fleet records, of one province when given, most urgent first; with
+    ``commands`` (``HubStore.last_commands``) each record carries its gateway's last command
+    (its state at ``now``: never answered and past its expiry shows ``expired``)."""
+    records = (build_record(g, now, thresholds) for g in gateways if province is None or g.province == province)
+    if commands:
+        records = (
+            replace(r, last_command=commands[r.gateway_id].as_dict(now)) if r.gateway_id in commands else r
+            for r in records
+        )
+    return by_urgency(records)
 
 
 def summarise(records: Sequence[FleetRecord]) -> FleetSummary:
@@ -346,7 +356,14 @@ def _ago(now: datetime, at: datetime | None) -> str:
     return "-" if at is None else _duration(max(0.0, (now - at).total_seconds()))
 
 
-COLUMNS = ("GATEWAY", "PROVINCE", "STATE", "FOR", "SEEN", "PENDING", "OLDEST", "SYNCED", "CERT", "ALERTS", "ISSUES")
+COLUMNS = (
+    "GATEWAY", "PROVINCE", "STATE", "FOR", "SEEN", "PENDING", "OLDEST", "SYNCED", "CERT", "ALERTS", "ISSUES", "COMMAND",
+)  # fmt: skip
+
+
+def _command(r: FleetRecord) -> str:
+    c = r.last_command
+    return "-" if not c else f"{c.get('kind')}#{c.get('seq')}:{c.get('state')}"
 
 
 def render_table(records: Sequence[FleetRecord], now: datetime) -> str:
@@ -364,6 +381,7 @@ def render_table(records: Sequence[FleetRecord], now: datetime) -> str:
             "-" if r.cert_days_left is None else f"{r.cert_days_left:.0f}d",
             "-" if r.open_alerts is None else str(r.open_alerts),
             ",".join(r.reasons) or "-",
+            _command(r),
         )
         for r in records
     ]

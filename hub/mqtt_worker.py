@@ -3,7 +3,9 @@ worker's certificate). Every paho type stays inside this module.
 
 - Subscribes ``wire.topics.hub_subscriptions()`` (the shared subscription ``$share/hub/…``, so
   several workers split the uplink and none assumes it is alone, DESIGN §8) and
-  ``se/v1/+/+/status`` unshared (every worker keeps the fleet registry), all QoS 1.
+  ``se/v1/+/+/status`` unshared (every worker keeps the fleet registry), all QoS 1; with a
+  ``results`` recorder also the shared ``…/cmd/result`` (hub.commands), each result acked
+  like a batch once recorded (the signed Ack, lane ``results``, batch id = cmd_id).
 - Persistent session: client id = the worker id, clean start off, a session expiry interval. A
   worker that is restarted with the same id gets back whatever the broker had queued for it.
 - Acks of incoming QoS 1 messages are manual (paho ``manual_ack``): for each message, in the
@@ -43,6 +45,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from hub.commands import ResultRecorder
 from hub.errors import HubError, OperatorActionRequired, StoreError
 from hub.ingest import Ingestor, Outcome
 from hub.renewal import RenewalAuthority
@@ -155,10 +158,12 @@ class HubWorker:
         *,
         after_commit: Callable[[Outcome], None] | None = None,
         renewal: RenewalAuthority | None = None,
+        results: ResultRecorder | None = None,
     ) -> None:
         self.settings = settings
         self.ingestor = ingestor
         self.renewal = renewal  # also answers se/v1/+/+/renew/req (hub.renewal)
+        self.results = results  # also records se/v1/+/+/cmd/result (hub.commands)
         self.metrics = WorkerMetrics()
         self._after_commit = after_commit
         self._queue: queue.Queue[_Incoming | None] = queue.Queue()
@@ -215,6 +220,8 @@ class HubWorker:
             topics.append((STATUS_SUBSCRIPTION, opts))
         if self.renewal is not None:
             topics.append((wire_topics.hub_renewal_subscription(self.settings.share_group), opts))
+        if self.results is not None:
+            topics.append((wire_topics.hub_result_subscription(self.settings.share_group), opts))
         result, _mid = client.subscribe(topics)
         if result != mqtt.MQTT_ERR_SUCCESS:
             log.error("event=subscribe_failed worker=%s rc=%s", self.settings.client_id, mqtt.error_string(result))
@@ -265,7 +272,12 @@ class HubWorker:
         delay = STORE_RETRY_MIN_S
         while True:
             try:
-                if item.topic.endswith("/status"):
+                if item.topic.endswith("/cmd/result"):  # recorded once in the ledger, then acked
+                    outcome = Outcome("ignored", "results", None, None)
+                    if self.results is not None:
+                        done = self.results.process(item.topic, item.payload)
+                        outcome = Outcome("ignored", "results", None, None, done.ack, done.ack_topic)
+                elif item.topic.endswith("/status"):
                     outcome = self.ingestor.process_status(
                         item.topic, item.payload, retained=item.retained, duplicate=item.duplicate
                     )

@@ -12,6 +12,18 @@ it). :func:`check_request` (pure) accepts it only when, at the injected ``now``:
 * the request is current (``issued_at`` not in the future, ``expires_at`` not past, its life at
   most ``MAX_REQUEST_LIFE``) and its id not seen before (:class:`ReplayGuard`).
 
+Key rotation (remote command ``rotate-keys``): a request naming a ``cmd_id`` may carry a CSR for
+a *new* key (the CSR's own signature proves possession of it; the request is still signed by the
+current key). :class:`RenewalAuthority` allows that only when the hub's command ledger
+(``HubStore.command``) holds a ``rotate-keys`` command of that id for this gateway, still ``sent``
+and unexpired, not used for a rotation before (:func:`rotation_problem`); otherwise the request is
+refused ``key_mismatch`` exactly as a renewal for another key always was. After a rotation the old
+serial is *superseded*: the ledger gets a line for it with ``revoked_at``, ``superseded_by`` and
+the command's ``cmd_id``,
+and the authority refuses to renew it again (``superseded``; also after a restart, read back
+from the ledger); it may still rotate under a *new* ``rotate-keys`` command, since a gateway
+whose reply was lost keeps using it.
+
 :class:`RenewalAuthority` adds the state: the replay guard, the revoked serials (from the CRL
 file, reloaded when it changes), issuing with the issuing CA, the signed reply, counters by
 reason, a log line per decision and the renewal ledger (JSON lines, for ``edge-provision revoke
@@ -28,6 +40,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -42,6 +55,9 @@ from wire import topics as wire_topics
 from wire.errors import WireError
 from wire.renewal import RenewalReply, RenewalRequest, decode_request, encode_reply
 
+if TYPE_CHECKING:
+    from hub.commands import CommandRecord
+
 log = logging.getLogger(__name__)
 
 __all__ = [
@@ -52,6 +68,7 @@ __all__ = [
     "ReplayGuard",
     "check_request",
     "load_revoked",
+    "rotation_problem",
 ]
 
 MAX_REQUEST_LIFE = timedelta(minutes=15)
@@ -96,6 +113,20 @@ def _issuer(cert: x509.Certificate, trusted: Sequence[x509.Certificate]) -> x509
     return None
 
 
+def rotation_problem(record: CommandRecord | None, *, gateway_id: str, now: datetime) -> str | None:
+    """Why ledger entry ``record`` does not allow a key rotation for ``gateway_id`` at ``now``
+    (a short detail for the log), else None. Pure."""
+    if record is None:
+        return "no such command in the ledger"
+    if record.kind != "rotate-keys" or record.gateway_id != gateway_id:
+        return "not a rotate-keys command for this gateway"
+    if record.state != "sent":
+        return f"the command is already {record.state}"
+    if record.expires_at <= now:
+        return "the command has expired"
+    return None
+
+
 def check_request(
     req: RenewalRequest,
     *,
@@ -103,8 +134,10 @@ def check_request(
     trusted: Sequence[x509.Certificate],
     revoked: frozenset[int],
     now: datetime,
+    rotation: bool = False,
 ) -> ec.EllipticCurvePublicKey:
-    """The key to certify, or :class:`RenewalRejected` (module doc lists the checks). Pure."""
+    """The key to certify, or :class:`RenewalRejected` (module doc lists the checks). Pure.
+    ``rotation``: the ledger allows this request's key change (:func:`rotation_problem`)."""
     if req.gateway_id != topic_gateway:
         raise RenewalRejected("gateway_mismatch", "the request names another gateway than its topic")
     if req.issued_at > now + CLOCK_SKEW:
@@ -144,8 +177,14 @@ def check_request(
         raise RenewalRejected("csr_invalid", "the CSR's signature does not verify")
     if _cn(csr.subject) != topic_gateway:
         raise RenewalRejected("csr_cn_mismatch", "the CSR is for another gateway")
-    if not _same_key(csr_key, current.public_key()):
+    if not _same_key(csr_key, current.public_key()) and not (rotation and req.cmd_id is not None):
         raise RenewalRejected("key_mismatch", "the CSR is for another key than the current certificate's")
+    if (
+        not isinstance(csr_key, ec.EllipticCurvePublicKey)
+        or not isinstance(public := current.public_key(), ec.EllipticCurvePublicKey)
+        or csr_key.curve.name != public.curve.name
+    ):
+        raise RenewalRejected("key_mismatch", "the new key is not on the current key's curve")
     assert isinstance(csr_key, ec.EllipticCurvePublicKey)
     return csr_key
 
@@ -214,6 +253,7 @@ class RenewalAuthority:
         crl: Path | None = None,
         ledger: Path | None = None,
         days: int = RENEWED_DAYS,
+        commands: Callable[[str], CommandRecord | None] | None = None,
     ) -> None:
         self.issuing = issuing
         self._signing = signing_key
@@ -228,6 +268,46 @@ class RenewalAuthority:
         self._revoked: frozenset[int] = frozenset()
         self._crl_stamp: tuple[int, int] | None = None
         self._lock = threading.Lock()
+        self.commands = commands  # the command ledger's lookup (HubStore.command): key rotations
+        self.rotated_total = 0
+        self._superseded: set[int] = set()
+        self._rotations_used: set[str] = set()  # rotate-keys ids a certificate was issued for
+        self._read_rotations()
+
+    def _read_rotations(self) -> None:
+        """Serials a key rotation superseded and the commands used, from the ledger (so a
+        restart forgets neither)."""
+        if self.ledger is None:
+            return
+        try:
+            lines = self.ledger.read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            log.error("event=renewal_ledger_unreadable path=%s error=%s", self.ledger, exc.strerror)
+            return
+        for line in lines:
+            try:
+                doc = json.loads(line)
+                if isinstance(doc, dict) and doc.get("superseded_by"):
+                    self._superseded.add(int(str(doc["serial"]), 16))
+                    if isinstance(doc.get("cmd_id"), str):
+                        self._rotations_used.add(doc["cmd_id"])
+            except (ValueError, KeyError):
+                continue
+
+    def _rotation(self, gateway_id: str, cmd_id: str, now: datetime) -> str | None:
+        """Why the ledger does not allow a key rotation under ``cmd_id``, else None."""
+        if cmd_id in self._rotations_used:
+            return "this command was already used for a rotation"
+        if self.commands is None:
+            return "no command ledger (edge-hub serve --store)"
+        try:
+            record = self.commands(cmd_id)
+        except Exception as exc:  # a store failure: no rotation now; the gateway reports failed
+            log.error("event=rotation_ledger_failed gateway=%s error=%r", gateway_id, str(exc)[:200])
+            return "the command ledger is unavailable"
+        return rotation_problem(record, gateway_id=gateway_id, now=now)
 
     def revoked(self) -> frozenset[int]:
         """The CRL file's revoked serials, re-read when its size or mtime changed."""
@@ -263,9 +343,26 @@ class RenewalAuthority:
             except WireError as exc:
                 raise RenewalRejected(exc.reason, exc.detail) from None
             request_id = req.request_id
+            rotation = False
+            if req.cmd_id is not None:
+                problem = self._rotation(ref.gateway_id, req.cmd_id, now)
+                rotation = problem is None
+                if problem is not None:
+                    log.warning("event=rotation_not_allowed gateway=%s detail=%r", ref.gateway_id, problem)
             key = check_request(
-                req, topic_gateway=ref.gateway_id, trusted=self.trusted, revoked=self.revoked(), now=now
+                req,
+                topic_gateway=ref.gateway_id,
+                trusted=self.trusted,
+                revoked=self.revoked(),
+                now=now,
+                rotation=rotation,
             )
+            old = x509.load_pem_x509_certificate(req.cert_pem)
+            rotated = rotation and not _same_key(key, old.public_key())
+            # a superseded certificate is never renewed; it may still rotate under a new command
+            # (the gateway may never have received the reply that superseded it)
+            if req.serial in self._superseded and not rotated:
+                raise RenewalRejected("superseded", "a key rotation replaced this certificate")
             if not self.replay.admit(ref.gateway_id, req.request_id, req.expires_at, now):
                 raise RenewalRejected("replayed", "this request id was seen before")
             try:
@@ -280,6 +377,19 @@ class RenewalAuthority:
             return self._count(reply_topic, reply, ref.gateway_id, exc.reason, "refused")
         chain = cert.public_bytes(serialization.Encoding.PEM) + self.issuing.cert_pem()
         self._record(ref.province, cert, key)
+        if rotated:
+            assert req.cmd_id is not None
+            self._rotations_used.add(req.cmd_id)
+            self._superseded.add(old.serial_number)
+            self._record(ref.province, old, None, superseded_by=cert, at=now, cmd_id=req.cmd_id)
+            self.rotated_total += 1
+            log.info(
+                "event=key_rotated gateway=%s old_serial=%x new_serial=%x cmd_id=%s",
+                ref.gateway_id,
+                old.serial_number,
+                cert.serial_number,
+                req.cmd_id,
+            )
         self.issued_total += 1
         log.info(
             "event=renewal_issued gateway=%s serial=%x not_after=%s",
@@ -309,27 +419,49 @@ class RenewalAuthority:
             self._signing,
         )
 
-    def _record(self, province: str, cert: x509.Certificate, key: ec.EllipticCurvePublicKey) -> None:
+    def _record(
+        self,
+        province: str,
+        cert: x509.Certificate,
+        key: ec.EllipticCurvePublicKey | None,
+        *,
+        superseded_by: x509.Certificate | None = None,
+        at: datetime | None = None,
+        cmd_id: str | None = None,
+    ) -> None:
+        """One ledger line: a certificate issued, or (``superseded_by``) one a key rotation
+        replaced, with ``revoked_at`` so ``edge-provision revoke --renewals`` revokes it."""
         if self.ledger is None:
             return
         from provisioning.ca import IssuedCert, key_sha256
 
+        public = cert.public_key() if key is None else key
+        assert isinstance(public, ec.EllipticCurvePublicKey)  # check_request accepted only EC keys
         entry = IssuedCert(
             gateway_id=_cn(cert.subject) or "",
             serial=cert.serial_number,
             province=province,
             station="",
             not_after=cert.not_valid_after_utc,
-            key_sha256=key_sha256(key),
+            key_sha256=key_sha256(public),
+            revoked_at=at if superseded_by is not None else None,
         )
+        doc = entry.to_json()
+        if superseded_by is not None:
+            doc["superseded_by"] = format(superseded_by.serial_number, "x")
+            doc["cmd_id"] = cmd_id
         try:
             self.ledger.parent.mkdir(parents=True, exist_ok=True)
             with open(self.ledger, "a", encoding="utf-8") as f:
-                f.write(json.dumps(entry.to_json(), sort_keys=True) + "\n")
+                f.write(json.dumps(doc, sort_keys=True) + "\n")
                 f.flush()
         except OSError as exc:
             log.error("event=renewal_ledger_failed path=%s error=%s", self.ledger, exc.strerror)
 
     def metrics(self) -> dict[str, object]:
         with self._lock:
-            return {"hub_renewals_issued_total": self.issued_total, "hub_renewals_refused": dict(self.rejected)}
+            return {
+                "hub_renewals_issued_total": self.issued_total,
+                "hub_renewals_refused": dict(self.rejected),
+                "hub_key_rotations_total": self.rotated_total,
+            }

@@ -23,11 +23,14 @@ from types import TracebackType
 from typing import Any, Protocol, Self
 
 from device_drivers.records import Quality, Reading, Vital
+from hub.commands import CommandRecord
 from hub.errors import StoreError, StoreOperatorError
 
 __all__ = [
     "SQLITE_FILE",
     "AlertLike",
+    "CommandRecord",
+    "FleetSample",
     "GatewayRecord",
     "HubStore",
     "IngestResult",
@@ -116,6 +119,22 @@ class GatewayRecord:
     last_seen: datetime
     status: dict[str, object]
     since: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FleetSample:
+    """The fleet of one province (``""``: gateways without one) in one time bucket, for the fleet
+    page's plot (hub.fleet_history): gateways by state, readings pending on them, gateways with
+    data at risk."""
+
+    bucket_at: datetime
+    province: str
+    gateways: int
+    online: int
+    stale: int
+    offline: int
+    pending: int
+    data_at_risk: int
 
 
 def utc(dt: datetime) -> datetime:
@@ -262,6 +281,23 @@ class HubStore(abc.ABC):
         """The fleet registry (of one province when given), ordered by gateway id."""
 
     @abc.abstractmethod
+    def prune_gateways(self, last_seen: Mapping[str, datetime]) -> list[str]:
+        """Remove gateways from the fleet registry (``edge-hub prune``), each only while its
+        ``last_seen`` is still the one given (a heartbeat since then keeps it); returns the
+        removed ids. Readings, alerts and commands are never touched; a removed gateway's next
+        status document adds it again."""
+
+    @abc.abstractmethod
+    def record_fleet_samples(self, samples: Sequence[FleetSample], *, now: datetime, keep_after: datetime) -> int:
+        """Upsert ``samples`` (keyed by bucket and province: a second writer of the same bucket
+        only refreshes it) and delete samples of buckets before ``keep_after``, in one
+        transaction; returns how many old rows went."""
+
+    @abc.abstractmethod
+    def fleet_samples(self, since: datetime, province: str | None = None) -> list[FleetSample]:
+        """Samples of buckets at or after ``since`` (of one province when given), oldest first."""
+
+    @abc.abstractmethod
     def count_readings(self, gateway_id: str | None = None) -> int: ...
 
     @abc.abstractmethod
@@ -281,6 +317,54 @@ class HubStore(abc.ABC):
         """Stored alerts (their highest revision) whose revision the hub ingested at or after
         ``since`` (all when None), of the given ``kinds`` only (all when None), ordered by alert
         id and read in pages like :meth:`iter_readings`."""
+
+    # -- the command ledger (hub.commands) ----------------------------------------------------
+
+    @abc.abstractmethod
+    def allocate_command(
+        self,
+        *,
+        cmd_id: str,
+        gateway_id: str,
+        province: str | None,
+        kind: str,
+        args: Mapping[str, object],
+        issued_at: datetime,
+        expires_at: datetime,
+    ) -> int:
+        """Record a new command (state ``sent``) and return its sequence number: one more than
+        the gateway's highest, allocated by the database (safe with several hub processes)."""
+
+    @abc.abstractmethod
+    def record_command_result(
+        self,
+        *,
+        cmd_id: str,
+        gateway_id: str,
+        state: str,
+        detail: str | None,
+        data: Mapping[str, object],
+        result_at: datetime,
+    ) -> bool:
+        """Record the gateway's result of a command once; False when it had one already (a
+        redelivery) or no such command of that gateway exists."""
+
+    @abc.abstractmethod
+    def commands(
+        self, gateway_id: str | None = None, province: str | None = None, limit: int = 50
+    ) -> list[CommandRecord]:
+        """The ledger, newest first (of one gateway and/or province when given), at most ``limit``."""
+
+    @abc.abstractmethod
+    def command(self, cmd_id: str) -> CommandRecord | None: ...
+
+    @abc.abstractmethod
+    def command_data(self, cmd_id: str) -> dict[str, object] | None:
+        """The kind-specific data of a command's result (a diagnostics bundle); None before a result."""
+
+    @abc.abstractmethod
+    def last_commands(self, province: str | None = None) -> dict[str, CommandRecord]:
+        """Each gateway's latest command (highest seq), by gateway id."""
 
     @abc.abstractmethod
     def schema_version(self) -> int: ...

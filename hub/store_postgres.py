@@ -26,13 +26,21 @@ from hub.schema import LATEST, MIGRATIONS, PG_MIGRATIONS_TABLE
 from hub.store import (
     READING_COLUMN_LIST,
     AlertLike,
+    FleetSample,
     IngestResult,
     alert_fields,
     newest_alerts,
     redact_url,
     utc,
 )
-from hub.store_sql import SqlStore, upsert_alert_sql, upsert_gateway_sql
+from hub.store_sql import (
+    SqlStore,
+    allocate_command_sql,
+    record_result_sql,
+    upsert_alert_sql,
+    upsert_fleet_sample_sql,
+    upsert_gateway_sql,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +60,10 @@ _MERGE = (
 )
 _UPSERT_ALERT = upsert_alert_sql("%s")
 _UPSERT_GATEWAY = upsert_gateway_sql("%s")
+_UPSERT_FLEET_SAMPLE = upsert_fleet_sample_sql("%s")
+_ALLOCATE_COMMAND = allocate_command_sql("%s")
+_RECORD_RESULT = record_result_sql("%s")
+COMMAND_LOCK = "station-edge/commands/"  # + gateway id: pg_advisory_xact_lock(hashtext(...))
 # SQLSTATE classes that retrying cannot fix: bad credentials, no such database, no privilege.
 _OPERATOR_SQLSTATES = {"28000", "28P01", "3D000", "42501"}
 
@@ -223,6 +235,58 @@ class PostgresStore(SqlStore):
             conn.execute(_UPSERT_GATEWAY, params)
 
         self._run("record_status", write)
+
+    def allocate_command(
+        self,
+        *,
+        cmd_id: str,
+        gateway_id: str,
+        province: str | None,
+        kind: str,
+        args: Mapping[str, object],
+        issued_at: datetime,
+        expires_at: datetime,
+    ) -> int:
+        params = (cmd_id, gateway_id, province, kind, utc(issued_at), utc(expires_at), Jsonb(dict(args)), gateway_id)
+
+        def write(conn: psycopg.Connection[tuple[Any, ...]]) -> int:
+            # one allocation per gateway at a time across every hub process: no two get max + 1
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (COMMAND_LOCK + gateway_id,))
+                row = conn.execute(_ALLOCATE_COMMAND.encode(), params).fetchone()
+            assert row is not None
+            return int(row[0])
+
+        return self._run("allocate_command", write)
+
+    def record_command_result(
+        self,
+        *,
+        cmd_id: str,
+        gateway_id: str,
+        state: str,
+        detail: str | None,
+        data: Mapping[str, object],
+        result_at: datetime,
+    ) -> bool:
+        params = (state, detail, utc(result_at), Jsonb(dict(data)), cmd_id, gateway_id)
+
+        def write(conn: psycopg.Connection[tuple[Any, ...]]) -> bool:
+            return conn.execute(_RECORD_RESULT.encode(), params).rowcount == 1
+
+        return self._run("record_command_result", write)
+
+    def record_fleet_samples(self, samples: Sequence[FleetSample], *, now: datetime, keep_after: datetime) -> int:
+        rows = self._fleet_sample_rows(samples, now)
+
+        def write(conn: psycopg.Connection[tuple[Any, ...]]) -> int:
+            with conn.transaction(), conn.cursor() as cur:
+                if rows:
+                    cur.executemany(_UPSERT_FLEET_SAMPLE, rows)
+                cur.execute("DELETE FROM fleet_samples WHERE bucket_at < %s", (utc(keep_after),))
+                return cur.rowcount
+
+        return self._run("record_fleet_samples", write)
 
     # -- reads --------------------------------------------------------------------------------
 

@@ -15,9 +15,11 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from device_drivers.records import Reading
+from hub.commands import CommandRecord
 from hub.store import (
     PAGE_SIZE,
     READING_COLUMN_LIST,
+    FleetSample,
     GatewayRecord,
     HubStore,
     StoredAlert,
@@ -44,6 +46,19 @@ def upsert_alert_sql(p: str) -> str:
     )
 
 
+FLEET_SAMPLE_COLUMNS = "bucket_at, province, gateways, online, stale, offline, pending, data_at_risk"
+
+
+def upsert_fleet_sample_sql(p: str) -> str:
+    """The fleet_samples upsert with placeholder ``p`` (FLEET_SAMPLE_COLUMNS, then sampled_at)."""
+    return (
+        f"INSERT INTO fleet_samples ({FLEET_SAMPLE_COLUMNS}, sampled_at) VALUES ({', '.join([p] * 9)}) "
+        "ON CONFLICT (bucket_at, province) DO UPDATE SET gateways = excluded.gateways, online = excluded.online, "
+        "stale = excluded.stale, offline = excluded.offline, pending = excluded.pending, "
+        "data_at_risk = excluded.data_at_risk, sampled_at = excluded.sampled_at"
+    )
+
+
 def upsert_gateway_sql(p: str) -> str:
     """The fleet registry upsert with placeholder ``p``; parameters: gateway_id, province, online,
     last_seen, status, state_since, sent_at (None for a last will), then ``replay`` (a retained or
@@ -63,6 +78,27 @@ def upsert_gateway_sql(p: str) -> str:
         "sent_at = coalesce(excluded.sent_at, gateways.sent_at) "
         f"WHERE excluded.sent_at IS NULL OR gateways.sent_at IS NULL OR NOT {p} "
         "OR excluded.sent_at >= gateways.sent_at"
+    )
+
+
+COMMAND_COLUMNS = "cmd_id, gateway_id, province, kind, seq, issued_at, expires_at, state, detail, result_at"
+
+
+def allocate_command_sql(p: str) -> str:
+    """Insert a ``sent`` command with the gateway's next seq; parameters: cmd_id, gateway_id,
+    province, kind, issued_at, expires_at, args, then gateway_id again. RETURNING the seq."""
+    return (
+        "INSERT INTO commands (cmd_id, gateway_id, province, kind, seq, issued_at, expires_at, args, state) "
+        f"SELECT {p}, {p}, {p}, {p}, coalesce(max(seq), 0) + 1, {p}, {p}, {p}, 'sent' "
+        f"FROM commands WHERE gateway_id = {p} RETURNING seq"
+    )
+
+
+def record_result_sql(p: str) -> str:
+    """Parameters: state, detail, result_at, result, cmd_id, gateway_id; only a first result counts."""
+    return (
+        f"UPDATE commands SET state = {p}, detail = {p}, result_at = {p}, result = {p} "
+        f"WHERE cmd_id = {p} AND gateway_id = {p} AND result_at IS NULL"
     )
 
 
@@ -160,6 +196,90 @@ class SqlStore(HubStore):
             )
             for g, p, o, s, d, ss in rows
         ]
+
+    def _command_record(self, row: Sequence[Any]) -> CommandRecord:
+        c, g, prov, k, seq, ia, ea, st, d, ra = row
+        result_at = None if ra is None else self._to_time(ra)
+        return CommandRecord(c, g, prov, k, int(seq), self._to_time(ia), self._to_time(ea), st, d, result_at)
+
+    def commands(
+        self, gateway_id: str | None = None, province: str | None = None, limit: int = 50
+    ) -> list[CommandRecord]:
+        p = self.placeholder
+        where: list[str] = []
+        params: list[Any] = []
+        if gateway_id is not None:
+            where.append(f"gateway_id = {p}")
+            params.append(gateway_id)
+        if province is not None:
+            where.append(f"province = {p}")
+            params.append(province)
+        sql = f"SELECT {COMMAND_COLUMNS} FROM commands"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += f" ORDER BY issued_at DESC, seq DESC LIMIT {max(0, int(limit))}"
+        return [self._command_record(r) for r in self._query(sql, params)]
+
+    def command(self, cmd_id: str) -> CommandRecord | None:
+        rows = self._query(f"SELECT {COMMAND_COLUMNS} FROM commands WHERE cmd_id = {self.placeholder}", (cmd_id,))
+        return self._command_record(rows[0]) if rows else None
+
+    def command_data(self, cmd_id: str) -> dict[str, object] | None:
+        rows = self._query(f"SELECT result FROM commands WHERE cmd_id = {self.placeholder}", (cmd_id,))
+        if not rows or rows[0][0] is None:
+            return None
+        return dict(self._from_json(rows[0][0]))
+
+    def last_commands(self, province: str | None = None) -> dict[str, CommandRecord]:
+        sql = (
+            f"SELECT {COMMAND_COLUMNS} FROM commands c "
+            "WHERE seq = (SELECT max(seq) FROM commands d WHERE d.gateway_id = c.gateway_id)"
+        )
+        rows = (
+            self._query(sql)
+            if province is None
+            else self._query(sql + f" AND province = {self.placeholder}", (province,))
+        )
+        return {r[1]: self._command_record(r) for r in rows}
+
+    def _fleet_sample_rows(self, samples: Sequence[FleetSample], now: datetime) -> list[tuple[Any, ...]]:
+        at = self._time_param(now)
+        return [
+            (
+                self._time_param(s.bucket_at),
+                s.province,
+                s.gateways,
+                s.online,
+                s.stale,
+                s.offline,
+                s.pending,
+                s.data_at_risk,
+                at,
+            )
+            for s in samples
+        ]
+
+    def fleet_samples(self, since: datetime, province: str | None = None) -> list[FleetSample]:
+        p = self.placeholder
+        sql = f"SELECT {FLEET_SAMPLE_COLUMNS} FROM fleet_samples WHERE bucket_at >= {p}"
+        params: tuple[Any, ...] = (self._time_param(since),)
+        if province is not None:
+            sql += f" AND province = {p}"
+            params += (province,)
+        rows = self._query(sql + " ORDER BY bucket_at, province", params)
+        return [
+            FleetSample(self._to_time(b), pr, int(g), int(on), int(st), int(off), int(pe), int(r))
+            for b, pr, g, on, st, off, pe, r in rows
+        ]
+
+    def prune_gateways(self, last_seen: Mapping[str, datetime]) -> list[str]:
+        p = self.placeholder
+        sql = f"DELETE FROM gateways WHERE gateway_id = {p} AND last_seen <= {p} RETURNING gateway_id"
+        removed: list[str] = []
+        for gateway_id in sorted(last_seen):  # one autocommitted statement each: no long lock
+            rows = self._query(sql, (gateway_id, self._time_param(last_seen[gateway_id])))
+            removed.extend(str(r[0]) for r in rows)
+        return removed
 
     def count_readings(self, gateway_id: str | None = None) -> int:
         if gateway_id is None:

@@ -25,12 +25,21 @@ from hub.store import (
     READING_COLUMN_LIST,
     SQLITE_FILE,
     AlertLike,
+    FleetSample,
     IngestResult,
     alert_fields,
     newest_alerts,
     utc,
 )
-from hub.store_sql import SqlStore, dump_json, upsert_alert_sql, upsert_gateway_sql
+from hub.store_sql import (
+    SqlStore,
+    allocate_command_sql,
+    dump_json,
+    record_result_sql,
+    upsert_alert_sql,
+    upsert_fleet_sample_sql,
+    upsert_gateway_sql,
+)
 
 BUSY_TIMEOUT_MS = 30_000
 PRIVATE_MODE = 0o600
@@ -42,6 +51,9 @@ _INSERT_READING = (
 )
 _UPSERT_ALERT = upsert_alert_sql("?")
 _UPSERT_GATEWAY = upsert_gateway_sql("?")
+_UPSERT_FLEET_SAMPLE = upsert_fleet_sample_sql("?")
+_ALLOCATE_COMMAND = allocate_command_sql("?")
+_RECORD_RESULT = record_result_sql("?")
 
 
 def iso(dt: datetime) -> str:
@@ -187,6 +199,43 @@ class SqliteStore(SqlStore):
         params = self._gateway_params(gateway_id, doc, province, now or datetime.now(UTC), seen, replay)
         with self._write() as conn:
             conn.execute(_UPSERT_GATEWAY, params)
+
+    def allocate_command(
+        self,
+        *,
+        cmd_id: str,
+        gateway_id: str,
+        province: str | None,
+        kind: str,
+        args: Mapping[str, object],
+        issued_at: datetime,
+        expires_at: datetime,
+    ) -> int:
+        at, until = iso(issued_at), iso(expires_at)
+        params = (cmd_id, gateway_id, province, kind, at, until, dump_json(dict(args)), gateway_id)
+        with self._write() as conn:  # BEGIN IMMEDIATE: one writer at a time, so max + 1 is ours
+            row = conn.execute(_ALLOCATE_COMMAND, params).fetchone()
+        return int(row[0])
+
+    def record_command_result(
+        self,
+        *,
+        cmd_id: str,
+        gateway_id: str,
+        state: str,
+        detail: str | None,
+        data: Mapping[str, object],
+        result_at: datetime,
+    ) -> bool:
+        params = (state, detail, iso(result_at), dump_json(dict(data)), cmd_id, gateway_id)
+        with self._write() as conn:
+            return conn.execute(_RECORD_RESULT, params).rowcount == 1
+
+    def record_fleet_samples(self, samples: Sequence[FleetSample], *, now: datetime, keep_after: datetime) -> int:
+        rows = self._fleet_sample_rows(samples, now)
+        with self._write() as conn:
+            conn.executemany(_UPSERT_FLEET_SAMPLE, rows)
+            return conn.execute("DELETE FROM fleet_samples WHERE bucket_at < ?", (iso(keep_after),)).rowcount
 
     # -- reads --------------------------------------------------------------------------------
 

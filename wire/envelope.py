@@ -96,6 +96,8 @@ _TAG_LEN = 16
 _NONCE_LEN = 12
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 _KID_LEN = 16  # hex characters
+# what an envelope may carry: the batch lanes, and command results (wire.commands)
+ENVELOPE_LANES = (*LANES, "results")
 
 
 class GatewaySigner(Protocol):
@@ -156,8 +158,8 @@ def seal(
     gateway: GatewaySigner,
 ) -> bytes:
     """Seal ``plaintext`` to the hub and sign it with the gateway's key (layout: module doc)."""
-    if lane not in LANES:
-        raise Malformed("bad_header", f"lane must be one of {LANES}")
+    if lane not in ENVELOPE_LANES:
+        raise Malformed("bad_header", f"lane must be one of {ENVELOPE_LANES}")
     if not _ID.fullmatch(gateway_id) or not _ID.fullmatch(batch_id):
         raise Malformed("bad_header", "gateway_id and batch_id must be ids")
     cert_pem = gateway.cert_pem()
@@ -295,7 +297,7 @@ def _header(header_bytes: bytes) -> dict[str, Any]:
         raise Malformed("bad_header", "v missing")
     if v != FORMAT_VERSION:
         raise UnsupportedVersion("unsupported_version", f"header v={v}")
-    if header.get("lane") not in LANES:
+    if header.get("lane") not in ENVELOPE_LANES:
         raise Malformed("bad_header", "lane")
     for key in ("gateway_id", "batch_id"):
         value = header.get(key)
@@ -385,6 +387,8 @@ def open_batch(
     """:func:`open_envelope`, then decode by lane; the batch must name the envelope's gateway and
     batch id (``batch_mismatch`` otherwise: a signed envelope carrying some other batch)."""
     opened = open_envelope(data, hub_sealing_private=hub_sealing_private, ca_certs=ca_certs, now=now)
+    if opened.lane not in LANES:
+        raise Malformed("wrong_lane", "not a batch envelope")
     batch: ReadingBatch | AlertBatch = (
         decode_readings(opened.plaintext) if opened.lane == "readings" else decode_alerts(opened.plaintext)
     )

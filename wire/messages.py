@@ -27,6 +27,7 @@ from device_drivers.records import Quality, Reading, Vital
 from wire.errors import BadSignature, Malformed, UnsupportedVersion, WireError
 
 __all__ = [
+    "ACK_LANES",
     "ACK_SIGNATURE_CONTEXT",
     "ACK_STATUSES",
     "FORMAT_VERSION",
@@ -51,6 +52,8 @@ __all__ = [
 
 FORMAT_VERSION: Final = 1
 LANES = ("readings", "alerts")
+# an ack also answers a command result (lane "results", batch id = cmd_id; edge_agent.remote)
+ACK_LANES = (*LANES, "results")
 ACK_STATUSES = ("ok", "rejected")
 
 MAX_DECOMPRESSED: Final = 16 * 1024 * 1024  # zip-bomb guard: a batch never inflates beyond this
@@ -106,7 +109,7 @@ class Ack:
 
     batch_id: str
     gateway_id: str
-    lane: str  # "readings" | "alerts"
+    lane: str  # "readings" | "alerts" | "results" (a command result, batch_id = cmd_id)
     status: str  # "ok" | "rejected"
     stored: int = 0
     duplicates: int = 0
@@ -368,7 +371,7 @@ def encode_ack(ack: Ack, signing_key: ed25519.Ed25519PrivateKey) -> bytes:
     """Compact JSON, then the hub's Ed25519 signature (64 bytes) over
     ``ACK_SIGNATURE_CONTEXT + json``."""
     _check_ids(ack.batch_id, ack.gateway_id)
-    if ack.lane not in LANES or ack.status not in ACK_STATUSES:
+    if ack.lane not in ACK_LANES or ack.status not in ACK_STATUSES:
         raise Malformed("malformed", "lane or status")
     if min(ack.stored, ack.duplicates) < 0 or len(ack.reason) > MAX_STRING:
         raise Malformed("malformed", "counts >= 0, reason at most 256 characters")
@@ -408,7 +411,7 @@ def decode_ack(data: bytes, hub_signing_public: ed25519.Ed25519PublicKey) -> Ack
         doc = _loads(body, MAX_ACK)
         _check_type(doc, "ack")
         lane, status = doc.get("lane"), doc.get("status")
-        if lane not in LANES or status not in ACK_STATUSES:
+        if lane not in ACK_LANES or status not in ACK_STATUSES:
             raise Malformed("malformed", "lane or status")
         acked_raw = doc.get("acked_at")
         reason = doc.get("reason", "")

@@ -7,6 +7,10 @@
   SHA-256 signature (64 bytes r||s) by the gateway's key over ``REQUEST_CONTEXT + json``. The
   signature binds the request id, the expiry and the serial to the key the current certificate
   certifies; the broker (TLS client certificate + ACL) ties the topic to the gateway.
+  Optional ``"cmd_id"`` (a key rotation, remote command ``rotate-keys``): the CSR is then for a
+  *new* key (signed by it: proof of possession) while the request stays signed by the current
+  one; the hub accepts the key change only for a pending ``rotate-keys`` command of that id.
+  Without the field the request is byte for byte what it was before.
 * Reply, hub → gateway on ``.../renew/cert``: compact JSON ``{"v","type":"renew_reply",
   "gateway_id","request_id","status":"issued"|"refused","reason","chain","issued_at"}``
   (``chain``: the new certificate then the issuing CA's, PEM; empty when refused), then the
@@ -65,6 +69,7 @@ class RenewalRequest:
     expires_at: datetime
     csr_pem: bytes
     cert_pem: bytes
+    cmd_id: str | None = None  # a key rotation: the rotate-keys command's id
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,11 +149,12 @@ def _parse(body: bytes, kind: str) -> dict[str, Any]:
 
 def encode_request(req: RenewalRequest, key: ec.EllipticCurvePrivateKey) -> bytes:
     """The signed request (module doc)."""
-    for value in (req.gateway_id, req.request_id):
+    for value in (req.gateway_id, req.request_id, *(() if req.cmd_id is None else (req.cmd_id,))):
         if not _ID.fullmatch(value):
-            raise Malformed("malformed", "gateway_id and request_id must be ids")
+            raise Malformed("malformed", "gateway_id, request_id and cmd_id must be ids")
     body = _body(
         {
+            **({} if req.cmd_id is None else {"cmd_id": req.cmd_id}),
             "v": VERSION,
             "type": "renew_request",
             "gateway_id": req.gateway_id,
@@ -209,6 +215,7 @@ def _decode_request(data: bytes) -> RenewalRequest:
         expires_at=_time(doc, "expires_at"),
         csr_pem=_pem(doc, "csr"),
         cert_pem=cert_pem,
+        cmd_id=None if "cmd_id" not in doc else _id(doc, "cmd_id"),
     )
 
 

@@ -6,8 +6,8 @@
 | `alert`      | gateway → hub   | 1   | no       | sealed envelope of an alert batch         |
 | `status`     | gateway → hub   | 1   | yes      | heartbeat JSON (the last will: offline)   |
 | `ack`        | hub → gateway   | 1   | no       | signed ack                                |
-| `cmd`        | hub → gateway   | 1   | no       | reserved (issue 12): signed command       |
-| `cmd/result` | gateway → hub   | 1   | no       | reserved (issue 12)                       |
+| `cmd`        | hub → gateway   | 1   | no       | signed command (wire.commands)            |
+| `cmd/result` | gateway → hub   | 1   | no       | sealed, signed command result             |
 | `renew/req`  | gateway → hub   | 1   | no       | signed certificate renewal request        |
 | `renew/cert` | hub → gateway   | 1   | no       | signed renewal reply (wire.renewal)       |
 """
@@ -28,6 +28,7 @@ __all__ = [
     "TopicRef",
     "gateway_subscriptions",
     "hub_renewal_subscription",
+    "hub_result_subscription",
     "hub_status_subscription",
     "hub_subscriptions",
     "parse_topic",
@@ -96,10 +97,16 @@ def hub_renewal_subscription(group: str = HUB_SHARE_GROUP) -> str:
     return f"$share/{group}/{ROOT}/+/+/renew/req"
 
 
+def hub_result_subscription(group: str = HUB_SHARE_GROUP) -> str:
+    """Command results, shared like the uplink: each result is recorded by one worker."""
+    _segment("group", group)
+    return f"$share/{group}/{ROOT}/+/+/cmd/result"
+
+
 def hub_status_subscription() -> str:
     return f"{ROOT}/+/+/status"
 
 
 def gateway_subscriptions(province: str, gateway_id: str) -> list[str]:
-    """What a gateway subscribes to: its acks (and, from issue 12, its commands)."""
+    """What a gateway subscribes to: its acks and its commands."""
     return [topic(province, gateway_id, "ack"), topic(province, gateway_id, "cmd")]

@@ -4,101 +4,23 @@ English is the source language (the msgids); Vietnamese, the station's language 
 default, is ``locale/vi.po``. A translator edits the ``.po`` file with any gettext tool (Poedit,
 Weblate); the agent reads it directly, so there is no compile step and no ``.mo`` file to keep in
 step. Only what the dashboard needs of the format is read: ``msgid``/``msgstr`` pairs, multi-line
-strings, C escapes, comments and the ``fuzzy`` flag (a fuzzy entry is not used).
+strings, C escapes, comments and the ``fuzzy`` flag (a fuzzy entry is not used); the parser is
+shared with the hub's fleet page (webui.i18n).
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
+
+from webui.i18n import Catalog, CatalogError, load_catalog, parse_po
+
+__all__ = ["DEFAULT_LANGUAGE", "LANGUAGES", "LOCALE_DIR", "Catalog", "CatalogError", "catalog", "negotiate", "parse_po"]
 
 LOCALE_DIR = Path(__file__).parent / "locale"
 LANGUAGES = ("vi", "en")  # the first is the default
 DEFAULT_LANGUAGE = LANGUAGES[0]
 SOURCE_LANGUAGE = "en"
-
-_ESCAPES = {"n": "\n", "t": "\t", '"': '"', "\\": "\\", "r": "\r"}
-
-
-class CatalogError(ValueError):
-    def __init__(self, path: Path, line: int, message: str) -> None:
-        super().__init__(f"{path}:{line}: {message}")
-
-
-def _unquote(text: str, path: Path, line: int) -> str:
-    text = text.strip()
-    if len(text) < 2 or text[0] != '"' or text[-1] != '"':
-        raise CatalogError(path, line, f"expected a quoted string, got {text!r}")
-    out: list[str] = []
-    body = iter(text[1:-1])
-    for ch in body:
-        if ch == "\\":
-            nxt = next(body, "")
-            if nxt not in _ESCAPES:
-                raise CatalogError(path, line, f"unknown escape \\{nxt}")
-            out.append(_ESCAPES[nxt])
-        else:
-            out.append(ch)
-    return "".join(out)
-
-
-def parse_po(text: str, path: Path = Path("<po>")) -> dict[str, str]:
-    """Pure: msgid -> msgstr of a ``.po`` document (the header entry, empty and fuzzy
-    translations left out)."""
-    entries: dict[str, str] = {}
-    field: str | None = None
-    cur: dict[str, list[str]] = {}
-    fuzzy = False
-    next_fuzzy = False
-
-    def flush() -> None:
-        nonlocal cur, fuzzy
-        if "msgid" in cur:
-            msgid = "".join(cur["msgid"])
-            msgstr = "".join(cur.get("msgstr", []))
-            if msgid and msgstr and not fuzzy:
-                entries[msgid] = msgstr
-        cur = {}
-        fuzzy = False
-
-    for n, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if not line:
-            continue
-        if line.startswith("#"):
-            if line.startswith("#,") and "fuzzy" in line:
-                next_fuzzy = True
-            continue
-        if line.startswith('"'):
-            if field is None:
-                raise CatalogError(path, n, "string continuation without msgid/msgstr")
-            cur[field].append(_unquote(line, path, n))
-            continue
-        keyword, _, rest = line.partition(" ")
-        if keyword == "msgid":
-            flush()
-            fuzzy, next_fuzzy = next_fuzzy, False
-        elif keyword not in ("msgstr", "msgctxt"):
-            raise CatalogError(path, n, f"unsupported keyword {keyword!r}")
-        field = keyword
-        cur[field] = [_unquote(rest, path, n)]
-    flush()
-    return entries
-
-
-@dataclass(frozen=True, slots=True)
-class Catalog:
-    lang: str
-    messages: Mapping[str, str]
-
-    def gettext(self, msgid: str) -> str:
-        return self.messages.get(msgid, msgid)
-
-    def subset(self, msgids: Iterable[str]) -> dict[str, str]:
-        """The translations of ``msgids`` (for the page's script)."""
-        return {m: self.gettext(m) for m in msgids}
 
 
 @functools.cache
@@ -106,10 +28,7 @@ def catalog(lang: str) -> Catalog:
     """The catalogue of ``lang`` (one of :data:`LANGUAGES`); English needs none."""
     if lang not in LANGUAGES:
         raise ValueError(f"unsupported language {lang!r}")
-    if lang == SOURCE_LANGUAGE:
-        return Catalog(lang, {})
-    path = LOCALE_DIR / f"{lang}.po"
-    return Catalog(lang, parse_po(path.read_text(encoding="utf-8"), path))
+    return load_catalog(LOCALE_DIR, lang, source=SOURCE_LANGUAGE)
 
 
 def negotiate(cookie: str | None) -> str:

@@ -33,16 +33,17 @@ from edge_agent.sync.mqtt import (
     LinkEvent,
     LinkSettings,
     LinkState,
+    Message,
     MqttLink,
     SyncError,
     Will,
     tls_context,
 )
-from edge_agent.sync.renewal import CHECK_INTERVAL_S, Renewer, best_certificate
+from edge_agent.sync.renewal import CHECK_INTERVAL_S, Renewer, best_identity
 from edge_agent.sync.uplink import ACK_TIMEOUT_S, Uplink, UplinkSettings
 from provisioning.errors import ProvisioningError
 from provisioning.pki import CertifiedKey, HubPublicKeys, common_name, load_certified_key
-from wire.messages import OFFLINE_WILL
+from wire.messages import OFFLINE_WILL, Ack
 from wire.topics import topic
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ class Material:
     gateway: CertifiedKey
     hub: HubPublicKeys
     cert_path: Path | None = None  # None: sync.cert
+    key_path: Path | None = None  # None: sync.key (a rotated key in the state dir otherwise)
 
 
 def load_material(
@@ -67,12 +69,13 @@ def load_material(
     """The gateway's key and certificate (CN = ``gateway_id``), the hub's public keys, and a TLS
     context that loads (CA included). Raises AuthRefused naming the ``[sync]`` key at fault.
     With ``state_dir`` and ``now``, a renewed certificate there is preferred when it is the
-    newest valid one (edge_agent.sync.renewal)."""
-    cert_path = sync.cert
+    newest valid one, and a rotated key with its certificate when that pair is the newest
+    (edge_agent.sync.renewal.best_identity)."""
+    cert_path, key_path = sync.cert, sync.key
     if state_dir is not None and now is not None:
-        cert_path = best_certificate(sync.cert, sync.key, sync.ca, state_dir, gateway_id, now)
+        key_path, cert_path = best_identity(sync.cert, sync.key, sync.ca, state_dir, gateway_id, now)
     try:
-        gateway = load_certified_key(sync.key, cert_path)
+        gateway = load_certified_key(key_path, cert_path)
     except ProvisioningError as exc:
         raise AuthRefused("gateway_certificate", f"sync.cert/sync.key: {exc}") from None
     cn = common_name(gateway.cert)
@@ -86,10 +89,10 @@ def load_material(
     except ProvisioningError as exc:
         raise AuthRefused("hub_keys", f"sync.hub_keys: {exc}") from None
     try:
-        tls_context(sync.ca, cert_path, sync.key)
+        tls_context(sync.ca, cert_path, key_path)
     except AuthRefused as exc:
         raise AuthRefused(exc.reason, f"sync.ca: {exc.detail}") from None
-    return Material(gateway, hub, cert_path)
+    return Material(gateway, hub, cert_path, key_path)
 
 
 class SyncPart:
@@ -131,11 +134,31 @@ class SyncPart:
         self.heartbeat: Heartbeat | None = None
         self.renewer: Renewer | None = None
         self.not_after: datetime | None = None
+        self.serial: int | None = None  # the certificate's, in the heartbeat (the hub prunes revoked ones)
         self.material_error: AuthRefused | None = None
         self.since = clock()
         self._reported = "offline"
         self._tasks: list[asyncio.Task[None]] = []
         self._unsubscribe: Callable[[], None] | None = None
+        self._handlers: list[tuple[str, Callable[[Message], bool]]] = []  # other parts' topics
+        self._result_ack: Callable[[Ack], None] | None = None
+
+    def add_handler(self, topic_name: str, handler: Callable[[Message], bool]) -> None:
+        """Subscribe to one more topic of this gateway (before start); ``handler`` gets its
+        messages on the loop and returns True when it took one (edge_agent.remote)."""
+        self._handlers.append((topic_name, handler))
+
+    def on_result_ack(self, handler: Callable[[Ack], None]) -> None:
+        """Verified hub acks of lane ``results`` (a command result's, batch id = cmd_id) go to
+        ``handler`` on the loop (edge_agent.remote); the uplink verifies them as any ack."""
+        self._result_ack = handler
+        if self.uplink is not None:
+            self.uplink.on_result_ack = handler
+
+    def _on_other(self, message: Message) -> bool:
+        if self.renewer is not None and self.renewer.offer(message):
+            return True
+        return any(handler(message) for name, handler in self._handlers if name == message.topic)
 
     # -- what the agent reads --------------------------------------------------------------------
     @property
@@ -214,12 +237,13 @@ class SyncPart:
                 client_id=gw.id,
                 ca=sync.ca,
                 cert=material.cert_path or sync.cert,
-                key=sync.key,
+                key=material.key_path or sync.key,
                 keepalive_s=sync.keepalive_s,
                 session_expiry_s=sync.session_expiry_s,
                 will=Will(self.status_topic, OFFLINE_WILL, qos=1, retain=True),
                 subscriptions=(topic(gw.province, gw.id, "ack"),)
-                + ((topic(gw.province, gw.id, "renew/cert"),) if sync.renew_before_days > 0 else ()),
+                + ((topic(gw.province, gw.id, "renew/cert"),) if sync.renew_before_days > 0 else ())
+                + tuple(name for name, _ in self._handlers),
                 max_queued=sync.in_flight + 4,  # reading batches, an alert batch, heartbeats
             ),
             backoff=self.backoff,
@@ -243,6 +267,7 @@ class SyncPart:
             stall_backoff=self.stall_backoff,
         )
         self.not_after = material.gateway.cert.not_valid_after_utc
+        self.serial = material.gateway.cert.serial_number
         if sync.renew_before_days > 0:
             uplink = self.uplink
             self.renewer = Renewer(
@@ -257,7 +282,8 @@ class SyncPart:
                 renewed=self._renewed,
                 clock=self.clock,
             )
-            self.uplink.on_other = self.renewer.offer
+        self.uplink.on_other = self._on_other
+        self.uplink.on_result_ack = self._result_ack
         self.heartbeat = Heartbeat(
             link=self.link,
             topic=self.status_topic,
@@ -292,11 +318,17 @@ class SyncPart:
 
     def _renewed(self, gateway: CertifiedKey, path: Path) -> None:
         """A renewed certificate: seal with it, report it, reconnect with it."""
+        self.use_identity(gateway, path, None)
+
+    def use_identity(self, gateway: CertifiedKey, path: Path, key_path: Path | None) -> None:
+        """A renewed certificate (and, after a key rotation, its new key at ``key_path``): seal
+        and sign with it, report it, reconnect with it."""
         if self.uplink is not None:
             self.uplink.gateway = gateway
         self.not_after = gateway.cert.not_valid_after_utc
+        self.serial = gateway.cert.serial_number
         if self.link is not None:
-            self.link.use_certificate(path)
+            self.link.use_certificate(path, key_path)
         if self.heartbeat is not None:
             self.heartbeat.poke()
 
@@ -305,6 +337,8 @@ class SyncPart:
             return {}
         days = (self.not_after - self.clock()).total_seconds() / 86400
         doc: dict[str, object] = {"not_after": self.not_after.isoformat(), "days_left": round(days, 1)}
+        if self.serial is not None:
+            doc["serial"] = format(self.serial, "x")
         if self.renewer is not None:
             doc["renewal"] = self.renewer.as_dict()
         return doc

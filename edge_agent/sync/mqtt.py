@@ -467,10 +467,11 @@ class MqttLink:
         self._listeners.append(fn)
         return lambda: self._listeners.remove(fn)
 
-    def use_certificate(self, cert: Path) -> None:
-        """Connect with ``cert`` from now on (a renewed certificate): the current connection is
-        closed cleanly (no last will) and the link reconnects with it after the usual backoff."""
-        self.settings = replace(self.settings, cert=cert)
+    def use_certificate(self, cert: Path, key: Path | None = None) -> None:
+        """Connect with ``cert`` (and ``key``, after a key rotation) from now on (a renewed
+        certificate): the current connection is closed cleanly (no last will) and the link
+        reconnects with it after the usual backoff."""
+        self.settings = replace(self.settings, cert=cert, key=self.settings.key if key is None else key)
         self.cert_not_after = certificate_not_after(cert)
         conn = self._current
         if conn is not None:

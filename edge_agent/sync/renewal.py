@@ -11,6 +11,13 @@ written atomically into ``<state_dir>/certs/`` (the config directory is read-onl
 systemd sandbox), and the link reconnects with it. At every start the newest valid certificate
 for the key (the configured one or a renewed one) is used (:func:`best_certificate`).
 
+Key rotation (remote command ``rotate-keys``, :meth:`Renewer.rotate`): a new key on the same curve
+is kept 0600 in ``<state_dir>/keys/`` (pending until the hub answers), the CSR is for it (signed
+by it) while the request, naming the command id, is signed by the current key; the reply is
+verified as above but for the new key, the chain and the key are written, the link switches to
+them, and :func:`best_identity` picks the newest valid (key, certificate) pair at every start. On
+any failure the pending key is removed and the current key stays in use.
+
 Pure: :func:`renewal_due`, :func:`make_request`, :func:`verify_reply`, :func:`choose`. I/O:
 :class:`CertStore` and :func:`best_certificate`; async: :class:`Renewer`. The clock is injected.
 """
@@ -34,7 +41,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import NameOID
 
 from edge_agent.sync.mqtt import Message, MqttLink, SyncError
-from provisioning._files import PUBLIC_MODE, write_atomic
+from provisioning._files import PRIVATE_MODE, PUBLIC_MODE, write_atomic
 from provisioning.errors import ProvisioningError
 from provisioning.pki import CertifiedKey, load_ca_certs, load_certified_key
 from wire.errors import WireError
@@ -48,10 +55,12 @@ __all__ = [
     "REPLY_TIMEOUT_S",
     "REQUEST_LIFE",
     "CertStore",
+    "KeyStore",
     "RenewalFailed",
     "RenewalState",
     "Renewer",
     "best_certificate",
+    "best_identity",
     "choose",
     "make_request",
     "renewal_due",
@@ -82,13 +91,20 @@ def renewal_due(not_after: datetime, now: datetime, before_days: int) -> bool:
 
 
 def make_request(
-    gateway: CertifiedKey, gateway_id: str, *, now: datetime, request_id: str | None = None
+    gateway: CertifiedKey,
+    gateway_id: str,
+    *,
+    now: datetime,
+    request_id: str | None = None,
+    new_key: ec.EllipticCurvePrivateKey | None = None,
+    cmd_id: str | None = None,
 ) -> tuple[RenewalRequest, bytes]:
-    """A CSR for the existing key and the signed request around it."""
+    """A CSR for the existing key (or, rotating, for ``new_key``, which signs it: proof of
+    possession) and the request around it, signed by the existing key."""
     csr = (
         x509.CertificateSigningRequestBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, gateway_id)]))
-        .sign(gateway.key, hashes.SHA256())
+        .sign(gateway.key if new_key is None else new_key, hashes.SHA256())
     )
     req = RenewalRequest(
         gateway_id=gateway_id,
@@ -98,6 +114,7 @@ def make_request(
         expires_at=now + REQUEST_LIFE,
         csr_pem=csr.public_bytes(serialization.Encoding.PEM),
         cert_pem=gateway.cert_pem(),
+        cmd_id=cmd_id,
     )
     return req, encode_request(req, gateway.key)
 
@@ -167,8 +184,10 @@ def verify_reply(
     gateway_id: str,
     request_id: str,
     now: datetime,
+    new_key: ec.EllipticCurvePrivateKey | None = None,
 ) -> list[x509.Certificate]:
-    """The new chain (leaf first) from a hub reply, or :class:`RenewalFailed`."""
+    """The new chain (leaf first) from a hub reply, or :class:`RenewalFailed`. Rotating
+    (``new_key``), the chain must certify ``new_key`` and need not outlast the current one."""
     try:
         reply = decode_reply(payload, hub_signing)
     except WireError as exc:
@@ -181,10 +200,11 @@ def verify_reply(
         chain = x509.load_pem_x509_certificates(reply.chain_pem)
     except ValueError:
         raise RenewalFailed("chain_malformed") from None
-    problem = chain_problem(chain, cas=cas, key=gateway.key, gateway_id=gateway_id, now=now)
+    key = gateway.key if new_key is None else new_key
+    problem = chain_problem(chain, cas=cas, key=key, gateway_id=gateway_id, now=now)
     if problem is not None:
         raise RenewalFailed(problem, "the renewed certificate is not usable")
-    if chain[0].not_valid_after_utc <= gateway.cert.not_valid_after_utc:
+    if new_key is None and chain[0].not_valid_after_utc <= gateway.cert.not_valid_after_utc:
         raise RenewalFailed("not_newer", "the renewed certificate expires no later than the current one")
     return chain
 
@@ -263,12 +283,87 @@ def best_certificate(
     return choose(candidates, cas=cas, key=key, gateway_id=gateway_id, now=now) or configured
 
 
+class KeyStore:
+    """Rotated gateway keys in ``<state_dir>/keys/`` (0600, directory 0700): ``pending.key.pem``
+    while the hub is asked, then ``gateway-<serial>.key.pem`` next to the certificate
+    ``certs/gateway-<serial>.cert.pem``."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.directory = state_dir / "keys"
+        self.pending = self.directory / "pending.key.pem"
+
+    def write_pending(self, key: ec.EllipticCurvePrivateKey) -> Path:
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        write_atomic(self.pending, _key_pem(key), mode=PRIVATE_MODE)
+        return self.pending
+
+    def commit(self, key: ec.EllipticCurvePrivateKey, serial: int, certs: CertStore) -> Path:
+        """The pending key under its certificate's serial; keys whose certificate is gone go too."""
+        path = self.directory / f"gateway-{serial:x}.key.pem"
+        write_atomic(path, _key_pem(key), mode=PRIVATE_MODE)
+        self.pending.unlink(missing_ok=True)
+        kept = {p.name.removesuffix(".cert.pem") for p in certs.paths()}
+        for old in self.paths():
+            if old != path and old.name.removesuffix(".key.pem") not in kept:
+                old.unlink(missing_ok=True)
+        return path
+
+    def discard(self) -> None:
+        self.pending.unlink(missing_ok=True)
+
+    def paths(self) -> list[Path]:
+        """Committed keys (a pending one is never used)."""
+        try:
+            return sorted(p for p in self.directory.glob("gateway-*.key.pem") if p.is_file())
+        except OSError:
+            return []
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def best_identity(
+    configured_cert: Path, configured_key: Path, ca_path: Path, state_dir: Path, gateway_id: str, now: datetime
+) -> tuple[Path, Path]:
+    """(key, certificate) to connect with: for each key (the configured one and the rotated ones
+    in ``<state_dir>/keys/``) its best certificate (:func:`best_certificate`'s rule), then the
+    pair whose certificate was issued last (a rotated key on a tie). Without rotated keys: the configured key and
+    :func:`best_certificate`; with nothing usable: the configured pair (the caller reports it)."""
+    rotated = KeyStore(state_dir).paths()
+    if not rotated:
+        return configured_key, best_certificate(configured_cert, configured_key, ca_path, state_dir, gateway_id, now)
+    try:
+        cas = load_ca_certs(ca_path)
+    except ProvisioningError:
+        return configured_key, configured_cert
+    chains = {p: chain for p in (configured_cert, *CertStore(state_dir).paths()) if (chain := _read_chain(p))}
+    best: tuple[tuple[datetime, bool, datetime], Path, Path] | None = None
+    for key_path in (configured_key, *rotated):
+        try:
+            key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+        except (OSError, ValueError, TypeError, UnsupportedAlgorithm):
+            continue
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            continue
+        cert_path = choose(list(chains.items()), cas=cas, key=key, gateway_id=gateway_id, now=now)
+        if cert_path is None:
+            continue
+        leaf = chains[cert_path][0]
+        rank = (leaf.not_valid_before_utc, key_path != configured_key, leaf.not_valid_after_utc)  # a tie: rotated
+        if best is None or rank > best[0]:
+            best = (rank, key_path, cert_path)
+    return (configured_key, configured_cert) if best is None else (best[1], best[2])
+
+
 @dataclass(frozen=True, slots=True)
 class RenewalState:
     """What status.json shows under ``sync.certificate.renewal`` (kept in ``renewal.json``)."""
 
     last_attempt_at: str | None = None
-    last_result: str | None = None  # renewed | refused | failed
+    last_result: str | None = None  # renewed | rotated | refused | failed
     last_reason: str | None = None
     renewed_at: str | None = None
     attempts: int = 0
@@ -355,12 +450,53 @@ class Renewer:
             log.info("event=renewal_done path=%s", path)
             return True
 
-    async def _attempt(self) -> Path:
-        gateway = self.current()
-        now = self.clock()
-        req, payload = make_request(gateway, self.gateway_id, now=now)
+    async def rotate(
+        self, cmd_id: str, switch: Callable[[CertifiedKey, Path, Path], None]
+    ) -> tuple[CertifiedKey, CertifiedKey]:
+        """A key rotation for the ``rotate-keys`` command ``cmd_id`` (module doc): (old, new)
+        certified keys once ``switch(new, cert_path, key_path)`` has moved the link over, or
+        :class:`RenewalFailed` with the current key still in use and no new key left behind."""
+        if not self.link.connected:
+            raise RenewalFailed("not_connected", "the link to the broker is down")
+        async with self._lock:
+            loop = asyncio.get_running_loop()
+            gateway = self.current()
+            new_key = ec.generate_private_key(gateway.key.curve)  # provisioning's curve (P-256)
+            keys = KeyStore(self.store.directory.parent)
+            try:
+                await loop.run_in_executor(None, keys.write_pending, new_key)
+            except OSError as exc:
+                raise RenewalFailed("key_unwritable", str(exc)) from None
+            try:
+                req, payload = make_request(gateway, self.gateway_id, now=self.clock(), new_key=new_key, cmd_id=cmd_id)
+                answer = await self._exchange(req.request_id, payload)
+                chain = self._verify(answer, gateway, req.request_id, new_key)
+                try:
+                    cert_path = await loop.run_in_executor(None, self.store.write, chain)
+                    serial = chain[0].serial_number
+                    key_path = await loop.run_in_executor(None, keys.commit, new_key, serial, self.store)
+                except OSError as exc:
+                    raise RenewalFailed("write_failed", str(exc)) from None
+            except BaseException as exc:
+                keys.discard()
+                if isinstance(exc, RenewalFailed):
+                    log.error("event=key_rotation_failed reason=%s detail=%r", exc.reason, exc.detail[:200])
+                    self._note("refused" if exc.reason.startswith("refused_") else "failed", exc.reason)
+                raise
+            new = CertifiedKey(key=new_key, cert=chain[0])
+            switch(new, cert_path, key_path)
+            self._note("rotated", None, renewed=True)
+            log.info(
+                "event=key_rotation_done old_serial=%x new_serial=%x",
+                gateway.cert.serial_number,
+                new.cert.serial_number,
+            )
+            return gateway, new
+
+    async def _exchange(self, request_id: str, payload: bytes) -> bytes:
+        """Publish one request and wait for the reply to it."""
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self._waiting = (req.request_id, future)
+        self._waiting = (request_id, future)
         try:
             try:
                 await self.link.publish(self.request_topic, payload, qos=1)
@@ -368,24 +504,35 @@ class Renewer:
                 raise RenewalFailed("publish_failed", exc.reason) from None
             try:
                 async with asyncio.timeout(self.reply_timeout_s):
-                    answer = await future
+                    return await future
             except TimeoutError:
                 raise RenewalFailed("no_reply", f"no reply within {self.reply_timeout_s:g} s") from None
         finally:
             self._waiting = None
+
+    def _verify(
+        self, answer: bytes, gateway: CertifiedKey, request_id: str, new_key: ec.EllipticCurvePrivateKey | None
+    ) -> list[x509.Certificate]:
         try:
             cas = load_ca_certs(self.ca_path)
         except ProvisioningError as exc:
             raise RenewalFailed("ca_unreadable", str(exc)) from None
-        chain = verify_reply(
+        return verify_reply(
             answer,
             hub_signing=self.hub_signing,
             cas=cas,
             gateway=gateway,
             gateway_id=self.gateway_id,
-            request_id=req.request_id,
+            request_id=request_id,
             now=self.clock(),
+            new_key=new_key,
         )
+
+    async def _attempt(self) -> Path:
+        gateway = self.current()
+        req, payload = make_request(gateway, self.gateway_id, now=self.clock())
+        answer = await self._exchange(req.request_id, payload)
+        chain = self._verify(answer, gateway, req.request_id, None)
         loop = asyncio.get_running_loop()
         try:
             path = await loop.run_in_executor(None, self.store.write, chain)

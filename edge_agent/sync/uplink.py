@@ -148,6 +148,7 @@ class Uplink:
         self.stall_backoff = stall_backoff or Backoff(base=STALL_BASE_S, cap=STALL_CAP_S)
         self.on_change = on_change
         self.on_other: Callable[[Message], bool] | None = None  # other topics (renewal replies): True = taken
+        self.on_result_ack: Callable[[Ack], None] | None = None  # verified acks of command results
         self.counters = UplinkCounters()
         self.refused: AuthRefused | None = None  # the broker refused our publishes (ACL)
         self.in_flight: dict[str, _InFlight] = {}
@@ -423,6 +424,12 @@ class Uplink:
             return
         if ack.gateway_id != self.settings.gateway_id:
             self._ignore("other_gateway")
+            return
+        if ack.lane == "results":  # a command result's ack (edge_agent.remote), never a batch's
+            if self.on_result_ack is None:
+                self._ignore("unexpected_lane")
+            else:
+                self.on_result_ack(ack)
             return
         entry = self.in_flight.get(ack.batch_id)
         if entry is not None and entry.lane != ack.lane:

@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,12 +21,11 @@ import pytest
 
 selenium = pytest.importorskip("selenium")
 from selenium import webdriver  # noqa: E402
-from selenium.common.exceptions import StaleElementReferenceException, WebDriverException  # noqa: E402
-from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
+from tests.fixtures.browser import chromium, needs_chromium, served, wait_for  # noqa: E402
+from tests.fixtures.web import free_port  # noqa: E402
+
 AGENT = [sys.executable, "-m", "edge_agent.cli"]
 PIN = "246810"
 # how long the latency sample is collected (the commit window adapts to load: about one page
@@ -37,15 +33,7 @@ PIN = "246810"
 LATENCY_S = float(os.environ.get("DASHBOARD_LATENCY_S", "20"))
 CCCD = "001099012345"
 
-pytestmark = pytest.mark.skipif(
-    not (CHROMIUM.exists() and CHROMEDRIVER.exists()), reason="needs Debian's chromium and chromium-driver"
-)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+pytestmark = needs_chromium
 
 
 def write_config(tmp_path: Path, port: int) -> Path:
@@ -96,90 +84,32 @@ def agent(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     )
     assert done.returncode == 0, done.stderr
     assert PIN not in (tmp_path / "state" / "dashboard-pin").read_text()
-    log = open(tmp_path / "agent.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen([*AGENT, "run", "--config", str(config)], stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
-    try:
-        end = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(url, timeout=2).read()
-                break
-            except OSError:
-                if time.monotonic() > end or proc.poll() is not None:
-                    raise AssertionError((tmp_path / "agent.log").read_text()[-3000:]) from None
-                time.sleep(0.2)
+    with served([*AGENT, "run", "--config", str(config)], url, tmp_path / "agent.log") as proc:
         yield url, proc
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            log.close()
-    text = (tmp_path / "agent.log").read_text()
-    assert proc.returncode == 0, text[-3000:]
-    assert CCCD not in text, "a patient identifier reached the log"
+    assert CCCD not in (tmp_path / "agent.log").read_text(), "a patient identifier reached the log"
 
 
 def browser(profile: Path) -> webdriver.Chrome:
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = str(CHROMIUM)
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-dev-shm-usage",
-        "--disable-gpu",
-        "--window-size=1280,1000",
-        "--autoplay-policy=no-user-gesture-required",
-        f"--user-data-dir={profile}",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-    ):
-        opts.add_argument(arg)
-    return webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=opts)
+    return chromium(profile, extra=["--autoplay-policy=no-user-gesture-required"])
 
 
-_current: Any = None
-_current_dir = Path("/tmp")
-
-
-def wait_for(what: str, fn: Callable[[], Any], timeout: float = 30.0) -> Any:
-    end = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < end:
-        try:
-            value = fn()
-            if value:
-                return value
-        except (StaleElementReferenceException, WebDriverException) as exc:
-            last = exc
-        time.sleep(0.1)
-    if _current is not None:  # what the page showed, for the failure report
-        _current.save_screenshot(str(_current_dir / f"timeout-{what.replace(' ', '-')}.png"))
-        print(_current.page_source[:3000])
-    raise AssertionError(f"timed out waiting for {what} ({last!r})")
-
-
-def click(driver: webdriver.Chrome, css: str) -> None:
+def click(driver: webdriver.Chrome, css: str, screens: Path) -> None:
     """Click the element now matching ``css`` (the page re-renders cards on every reading)."""
 
     def attempt() -> bool:
         driver.find_element(By.CSS_SELECTOR, css).click()
         return True
 
-    wait_for(f"click {css}", attempt)
+    wait_for(driver, f"click {css}", attempt, screens)
 
 
-def login(driver: webdriver.Chrome, url: str, name: str) -> None:
+def login(driver: webdriver.Chrome, url: str, name: str, screens: Path) -> None:
     driver.get(url)
     driver.find_element(By.ID, "who").send_keys(name)
     driver.find_element(By.ID, "pin").send_keys(PIN)
     driver.find_element(By.ID, "login").click()
-    wait_for("the dashboard", lambda: driver.find_elements(By.ID, "visits"))
+    wait_for(driver, "the dashboard", lambda: driver.find_elements(By.ID, "visits"), screens)
 
 
 def page_bytes(driver: webdriver.Chrome) -> dict[str, int]:
@@ -197,8 +127,10 @@ def test_dashboard_in_a_real_browser(agent: tuple[str, subprocess.Popen[bytes]],
     screens.mkdir()
     rss_idle = rss_kb(proc.pid)
     first = browser(tmp_path / "profile-1")
-    global _current
-    _current = first
+
+    def wait(what: str, fn: Callable[[], Any], timeout: float = 30.0) -> Any:
+        return wait_for(first, what, fn, screens, timeout)
+
     second: webdriver.Chrome | None = None
     try:
         # -- the login page: Vietnamese, no patient data, wrong PIN refused ----------------------
@@ -208,26 +140,26 @@ def test_dashboard_in_a_real_browser(agent: tuple[str, subprocess.Popen[bytes]],
         first.find_element(By.ID, "who").send_keys("Điều dưỡng Lan")
         first.find_element(By.ID, "pin").send_keys("000000")
         first.find_element(By.ID, "login").click()
-        wait_for("the wrong-PIN message", lambda: "Sai mã PIN" in first.find_element(By.ID, "login-error").text)
+        wait("the wrong-PIN message", lambda: "Sai mã PIN" in first.find_element(By.ID, "login-error").text)
         first.save_screenshot(str(screens / "01-login-wrong-pin.png"))
 
         # -- log in; live readings --------------------------------------------------------------
-        login(first, url, "Điều dưỡng Lan")
-        wait_for(
+        login(first, url, "Điều dưỡng Lan", screens)
+        wait(
             "live SpO2 on the oximeter",
             lambda: first.find_elements(By.CSS_SELECTOR, '[data-device="oximeter"] [data-vital="spo2"]'),
         )
-        wait_for(
+        wait(
             "the monitor's blood pressure",
             lambda: first.find_elements(By.CSS_SELECTOR, '[data-device="monitor"] [data-vital="bp_systolic"]'),
         )
         first.save_screenshot(str(screens / "02-live-devices.png"))
 
         # -- open a visit: a wrong CCCD is refused, a right one opens it ---------------------------
-        click(first, "#open-visit")
+        click(first, "#open-visit", screens)
         first.find_element(By.ID, "identifier").send_keys("12345")
         first.find_element(By.ID, "visit-submit").click()
-        wait_for("the CCCD error", lambda: "12 chữ số" in first.find_element(By.ID, "visit-error").text)
+        wait("the CCCD error", lambda: "12 chữ số" in first.find_element(By.ID, "visit-error").text)
         first.save_screenshot(str(screens / "03-visit-form-error.png"))
         ident = first.find_element(By.ID, "identifier")
         ident.clear()
@@ -236,30 +168,28 @@ def test_dashboard_in_a_real_browser(agent: tuple[str, subprocess.Popen[bytes]],
         for dev in ("oximeter", "monitor"):
             first.find_element(By.CSS_SELECTOR, f'#visit-devices input[value="{dev}"]').click()
         first.find_element(By.ID, "visit-submit").click()
-        wait_for("the visit card", lambda: first.find_elements(By.CSS_SELECTOR, "[data-visit]"))
+        wait("the visit card", lambda: first.find_elements(By.CSS_SELECTOR, "[data-visit]"))
         assert CCCD not in first.page_source  # masked on screen
-        wait_for("a partial score", lambda: first.find_elements(By.CSS_SELECTOR, '[data-visit] [data-score="partial"]'))
+        wait("a partial score", lambda: first.find_elements(By.CSS_SELECTOR, '[data-visit] [data-score="partial"]'))
         partial_text = first.find_element(By.CSS_SELECTOR, "[data-visit] .score").text
         assert "chưa đủ" in partial_text and "ý thức" in partial_text, partial_text
         first.save_screenshot(str(screens / "04-visit-partial-score.png"))
 
         # -- the nurse's values complete the score --------------------------------------------------
-        click(first, "[data-observe]")
+        click(first, "[data-observe]", screens)
         first.find_element(By.ID, "resp_rate").send_keys("18")
         first.find_element(By.CSS_SELECTOR, 'input[name="consciousness"][value="A"]').click()
         first.find_element(By.CSS_SELECTOR, 'input[name="on_oxygen"][value="false"]').click()
         first.save_screenshot(str(screens / "05-observations-form.png"))
         first.find_element(By.ID, "obs-submit").click()
-        wait_for(
-            "a complete score", lambda: first.find_elements(By.CSS_SELECTOR, '[data-visit] [data-score="complete"]')
-        )
+        wait("a complete score", lambda: first.find_elements(By.CSS_SELECTOR, '[data-visit] [data-score="complete"]'))
         first.save_screenshot(str(screens / "06-score-complete.png"))
 
         # -- the simulated patient desaturates: an alert; one tap acknowledges it --------------------
-        wait_for("an alert to acknowledge", lambda: first.find_elements(By.CSS_SELECTOR, "#alerts button.ack"), 60)
+        wait("an alert to acknowledge", lambda: first.find_elements(By.CSS_SELECTOR, "#alerts button.ack"), 60)
         first.save_screenshot(str(screens / "07-alert.png"))
-        click(first, "#alerts button.ack")
-        wait_for(
+        click(first, "#alerts button.ack", screens)
+        wait(
             "the acknowledgement with who",
             lambda: "Điều dưỡng Lan" in first.find_element(By.CSS_SELECTOR, "#alerts .alert.acked").text,
         )
@@ -269,8 +199,8 @@ def test_dashboard_in_a_real_browser(agent: tuple[str, subprocess.Popen[bytes]],
         second = browser(tmp_path / "profile-2")
         second.get(url)
         login_bytes = page_bytes(second)
-        login(second, url, "Bác sĩ Minh")
-        wait_for("the visit in the second browser", lambda: second.find_elements(By.CSS_SELECTOR, "[data-visit]"))
+        login(second, url, "Bác sĩ Minh", screens)
+        wait("the visit in the second browser", lambda: second.find_elements(By.CSS_SELECTOR, "[data-visit]"))
         loaded = page_bytes(second)
         end = time.monotonic() + LATENCY_S
         while time.monotonic() < end:
@@ -282,13 +212,13 @@ def test_dashboard_in_a_real_browser(agent: tuple[str, subprocess.Popen[bytes]],
         assert latency, "the page received no readings"
 
         # -- English ------------------------------------------------------------------------------
-        click(first, "#lang")
-        wait_for("the English page", lambda: first.find_element(By.TAG_NAME, "html").get_attribute("lang") == "en")
-        wait_for("English text", lambda: "Patients" in first.page_source and "Devices" in first.page_source)
-        wait_for("the visit after the switch", lambda: first.find_elements(By.CSS_SELECTOR, "[data-visit] .score"))
+        click(first, "#lang", screens)
+        wait("the English page", lambda: first.find_element(By.TAG_NAME, "html").get_attribute("lang") == "en")
+        wait("English text", lambda: "Patients" in first.page_source and "Devices" in first.page_source)
+        wait("the visit after the switch", lambda: first.find_elements(By.CSS_SELECTOR, "[data-visit] .score"))
         first.save_screenshot(str(screens / "09-english.png"))
-        click(first, "#lang")
-        wait_for("Vietnamese again", lambda: first.find_element(By.TAG_NAME, "html").get_attribute("lang") == "vi")
+        click(first, "#lang", screens)
+        wait("Vietnamese again", lambda: first.find_element(By.TAG_NAME, "html").get_attribute("lang") == "vi")
     finally:
         first.quit()
         if second is not None:

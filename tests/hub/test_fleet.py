@@ -193,6 +193,7 @@ def test_table_and_json() -> None:
         "CERT",
         "ALERTS",
         "ISSUES",
+        "COMMAND",
     ]
     assert lines[1].split()[:5] == ["gw-b", "p01", "stale", "25h30m", "90m"]
     assert lines[2].split()[:7] == ["gw-a", "p01", "online", "25h30m", "0s", "3", "60s"]

@@ -164,7 +164,7 @@ def test_schema_1_registry_rows_migrate(tmp_path: Path) -> None:
     conn.commit()
     conn.close()
     with open_store(directory) as s:
-        assert s.schema_version() == LATEST == 2
+        assert s.schema_version() == LATEST == 4  # 3: commands, 4: fleet_samples
         [g] = s.gateways()
         assert (g.online, g.since, g.last_seen) == (True, None, T0)
         s.record_status(GW, _beat(True, T0 + timedelta(seconds=5)), now=T0 + timedelta(seconds=5))

@@ -52,6 +52,8 @@ def test_mosquitto_conf(tmp_path: Path) -> None:
         f"crlfile {tmp_path / 'crl.pem'}",
         f"acl_file {tmp_path / 'acl'}",
         "log_dest stderr",
+        # a hub worker behind 1,000 gateways must not have its deliveries dropped at Mosquitto's 1,000
+        "max_queued_messages 100000",
     ):
         assert expected in lines, expected
     assert not any(line.startswith("user ") for line in lines)

@@ -81,3 +81,62 @@ def test_a_mutated_message_never_verifies(data: st.DataObject) -> None:
         flip = data.draw(st.integers(min_value=1, max_value=255))
         with pytest.raises(WireError):
             decode(good[:i] + bytes([good[i] ^ flip]) + good[i + 1 :])
+
+
+@given(ids, st.one_of(st.none(), ids))
+def test_request_round_trip_with_and_without_a_rotation(request_id: str, cmd_id: str | None) -> None:
+    req = request(request_id=request_id, cmd_id=cmd_id)
+    assert decode_request(encode_request(req, GW.key)) == req
+
+
+def test_a_request_without_cmd_id_is_byte_for_byte_the_old_format() -> None:
+    import json
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+    from wire.renewal import REQUEST_CONTEXT
+
+    req = request()
+    encoded = encode_request(req, GW.key)
+    body = encoded[:-64]
+    legacy = json.dumps(
+        {
+            "v": 1,
+            "type": "renew_request",
+            "gateway_id": "gw-1",
+            "request_id": "r-1",
+            "serial": format(req.serial, "x"),
+            "issued_at": NOW.isoformat(),
+            "expires_at": (NOW + timedelta(minutes=10)).isoformat(),
+            "csr": req.csr_pem.decode(),
+            "cert": req.cert_pem.decode(),
+        },
+        separators=(",", ":"),
+        sort_keys=True,
+    ).encode()
+    assert body == legacy  # an old hub reads it as before
+    r, s = decode_dss_signature(GW.key.sign(REQUEST_CONTEXT + legacy, ec.ECDSA(hashes.SHA256())))
+    old = decode_request(legacy + r.to_bytes(32, "big") + s.to_bytes(32, "big"))  # an old gateway's request
+    assert old == req and old.cmd_id is None
+    rotating = encode_request(request(cmd_id="c-1"), GW.key)
+    assert b'"cmd_id":"c-1"' in rotating and decode_request(rotating).cmd_id == "c-1"
+
+
+@pytest.mark.parametrize("cmd_id", ["", "-x", "a b", "x" * 129])
+def test_a_bad_cmd_id_is_refused(cmd_id: str) -> None:
+    import json
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+    from wire.errors import Malformed
+    from wire.renewal import REQUEST_CONTEXT
+
+    with pytest.raises(Malformed):
+        encode_request(request(cmd_id=cmd_id), GW.key)
+    doc = json.loads(encode_request(request(), GW.key)[:-64])
+    body = json.dumps({**doc, "cmd_id": cmd_id}, separators=(",", ":"), sort_keys=True).encode()
+    r, s = decode_dss_signature(GW.key.sign(REQUEST_CONTEXT + body, ec.ECDSA(hashes.SHA256())))
+    with pytest.raises(Malformed):
+        decode_request(body + r.to_bytes(32, "big") + s.to_bytes(32, "big"))

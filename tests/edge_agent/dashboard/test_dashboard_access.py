@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
-import socket
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,24 +19,11 @@ import pytest
 from edge_agent.agent import Agent
 from edge_agent.config import AgentConfig, parse_config
 from edge_agent.dashboard.auth import hash_pin, write_pin_hash
+from tests.fixtures.web import Clock, cookie_jar, csrf_of, free_port, origin, post_login
 
 PIN = "135790"
 CCCD = "079203004567"
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def make_config(tmp_path: Path) -> AgentConfig:
@@ -58,7 +43,7 @@ class Running:
         self.agent, self.url, self.clock, self.task, self.stop = agent, url, clock, task, stop
 
     def origin(self) -> dict[str, str]:
-        return {"Origin": self.url.rstrip("/")}
+        return origin(self.url)
 
 
 async def start(config: AgentConfig, clock: Clock) -> Running:
@@ -89,7 +74,7 @@ def run(coro_fn: Callable[..., Any]) -> Callable[..., Any]:
         async def main() -> None:
             config = make_config(tmp_path)
             write_pin_hash(config.pin_path, hash_pin(PIN))
-            r = await start(config, Clock())
+            r = await start(config, Clock(T0))
             try:
                 params = inspect.signature(coro_fn).parameters
                 kwargs = {
@@ -109,33 +94,12 @@ def run(coro_fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 async def login(http: aiohttp.ClientSession, r: Running, pin: str = PIN, who: str = "Lan") -> aiohttp.ClientResponse:
-    async with http.get(r.url) as page:
-        text = await page.text()
-    token = re.search(r'name="login_token" value="([^"]+)"', text)
-    assert token is not None
-    return await http.post(
-        r.url + "login",
-        data={"login_token": token.group(1), "who": who, "pin": pin},
-        headers=r.origin(),
-        allow_redirects=False,
-    )
-
-
-async def csrf_of(http: aiohttp.ClientSession, r: Running) -> str:
-    async with http.get(r.url) as page:
-        text = await page.text()
-    m = re.search(r'name="csrf" value="([^"]+)"', text)
-    assert m is not None, text[:500]
-    return m.group(1)
-
-
-def jar() -> aiohttp.CookieJar:
-    return aiohttp.CookieJar(unsafe=True)  # cookies for 127.0.0.1
+    return await post_login(http, r.url, {"who": who, "pin": pin})
 
 
 @run
 async def test_wrong_pin_is_refused_and_logins_are_rate_limited(r: Running) -> None:
-    async with aiohttp.ClientSession(cookie_jar=jar()) as http:
+    async with aiohttp.ClientSession(cookie_jar=cookie_jar()) as http:
         res = await login(http, r, pin="000000")
         assert res.status == 401
         assert "Sai mã PIN" in await res.text()
@@ -151,14 +115,14 @@ async def test_wrong_pin_is_refused_and_logins_are_rate_limited(r: Running) -> N
 
 @run
 async def test_requests_without_a_session_or_from_another_site_are_refused(r: Running) -> None:
-    async with aiohttp.ClientSession(cookie_jar=jar()) as http:
+    async with aiohttp.ClientSession(cookie_jar=cookie_jar()) as http:
         for path in ("api/state", "events"):
             async with http.get(r.url + path) as res:
                 assert res.status == 401, path
         async with http.post(r.url + "api/visits", json={}, headers=r.origin()) as res:
             assert res.status == 401
         assert (await login(http, r)).status == 303
-        csrf = await csrf_of(http, r)
+        csrf = await csrf_of(http, r.url)
         body = {"kind": "cccd", "identifier": CCCD, "age_band": "16y+", "devices": ["ox"]}
         evil = {"Origin": "http://evil.example", "X-CSRF-Token": csrf}
         async with http.post(r.url + "api/visits", json=body, headers=evil) as res:
@@ -179,7 +143,7 @@ async def test_requests_without_a_session_or_from_another_site_are_refused(r: Ru
 
 @run
 async def test_sessions_expire(r: Running) -> None:
-    async with aiohttp.ClientSession(cookie_jar=jar()) as http:
+    async with aiohttp.ClientSession(cookie_jar=cookie_jar()) as http:
         assert (await login(http, r)).status == 303
         async with http.get(r.url + "api/state") as res:
             assert res.status == 200
@@ -199,9 +163,9 @@ async def test_visit_lifecycle_through_the_api(
 ) -> None:
     part = r.agent.dashboard
     assert part is not None
-    async with aiohttp.ClientSession(cookie_jar=jar()) as http:
+    async with aiohttp.ClientSession(cookie_jar=cookie_jar()) as http:
         assert (await login(http, r)).status == 303
-        csrf = await csrf_of(http, r)
+        csrf = await csrf_of(http, r.url)
         headers = {**r.origin(), "X-CSRF-Token": csrf}
         bad = {"kind": "cccd", "identifier": "1234", "devices": ["ox"]}
         async with http.post(r.url + "api/visits", json=bad, headers=headers) as res:
@@ -227,7 +191,7 @@ async def test_visit_lifecycle_through_the_api(
         ) as res:
             assert res.status == 422
         # the login page of a fresh browser shows nothing of it
-        async with aiohttp.ClientSession(cookie_jar=jar()) as stranger, stranger.get(r.url) as res:
+        async with aiohttp.ClientSession(cookie_jar=cookie_jar()) as stranger, stranger.get(r.url) as res:
             text = await res.text()
         assert CCCD not in text and "4567" not in text and vid not in text
         # sealed in the store: the identifier is nowhere in clear on disk
@@ -238,15 +202,15 @@ async def test_visit_lifecycle_through_the_api(
             assert CCCD.encode() not in f.read_bytes(), f
     assert CCCD not in caplog.text and vid not in caplog.text
     # a restart re-opens the visit (devices attached again), without the nurse's old values
-    r2 = await start(config, Clock())
+    r2 = await start(config, Clock(T0))
     try:
         part2 = r2.agent.dashboard
         assert part2 is not None
         again = part2.book.get(vid)
         assert again.patient_id == f"cccd:{CCCD}" and r2.agent.pipeline._visits == {"ox": f"cccd:{CCCD}"}
-        async with aiohttp.ClientSession(cookie_jar=jar()) as http:
+        async with aiohttp.ClientSession(cookie_jar=cookie_jar()) as http:
             assert (await login(http, r2)).status == 303
-            csrf = await csrf_of(http, r2)
+            csrf = await csrf_of(http, r2.url)
             headers = {**r2.origin(), "X-CSRF-Token": csrf}
             async with http.post(r2.url + f"api/visits/{vid}/close", json={}, headers=headers) as res:
                 assert res.status == 200
@@ -268,9 +232,9 @@ async def test_earlier_readings_are_assigned_to_a_visit(r: Running, config: Agen
     stored = r.agent.pipeline.submit("ox", [Measurement(Vital.SPO2, 85.0, "%", "masimo-ascii")], r.clock.now)
     assert stored is not None and await stored == 1  # taken before any visit: no patient
     r.clock.now += timedelta(minutes=5)
-    async with aiohttp.ClientSession(cookie_jar=jar()) as http:
+    async with aiohttp.ClientSession(cookie_jar=cookie_jar()) as http:
         assert (await login(http, r)).status == 303
-        headers = {**r.origin(), "X-CSRF-Token": await csrf_of(http, r)}
+        headers = {**r.origin(), "X-CSRF-Token": await csrf_of(http, r.url)}
         body = {"kind": "local", "identifier": "tyt-7", "age_band": "16y+", "devices": []}
         async with http.post(r.url + "api/visits", json=body, headers=headers) as res:
             vid = (await res.json())["visit_id"]
@@ -290,7 +254,7 @@ async def test_earlier_readings_are_assigned_to_a_visit(r: Running, config: Agen
     score = part.view.scores[vid]
     assert score["partial"] is True and score["total"] is not None  # scored for the patient, as a lower bound
     await finish(r)
-    r2 = await start(config, Clock())  # the assignment is kept with the visit
+    r2 = await start(config, Clock(T0))  # the assignment is kept with the visit
     try:
         assert r2.agent.dashboard is not None
         assert r2.agent.dashboard.view.latest[vid]["spo2"]["value"] == 85.0
@@ -304,13 +268,13 @@ async def test_child_visit_takes_the_pews_oxygen_entries(r: Running) -> None:
     missing), and the form offers them in Vietnamese."""
     part = r.agent.dashboard
     assert part is not None
-    async with aiohttp.ClientSession(cookie_jar=jar()) as http:
+    async with aiohttp.ClientSession(cookie_jar=cookie_jar()) as http:
         assert (await login(http, r)).status == 303
         async with http.get(r.url) as page:
             html = await page.text()
         assert 'name="o2_flow"' in html and 'name="o2_high_flow"' in html
         assert "Lưu lượng oxy (trẻ em)" in html and "Oxy lưu lượng cao, CPAP hoặc BiPAP" in html
-        headers = {**r.origin(), "X-CSRF-Token": await csrf_of(http, r)}
+        headers = {**r.origin(), "X-CSRF-Token": await csrf_of(http, r.url)}
         body = {"kind": "local", "identifier": "tre-1", "age_band": "1-4y", "devices": ["ox"]}
         async with http.post(r.url + "api/visits", json=body, headers=headers) as res:
             vid = (await res.json())["visit_id"]

@@ -28,15 +28,16 @@ from edge_agent.dashboard.visits import (
 from edge_agent.scoring.patient import AgeBand
 
 PKG = Path(__file__).parents[3] / "edge_agent" / "dashboard"
+WEBUI = Path(__file__).parents[3] / "webui"  # the login page and its texts, shared with the hub's page
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 
 
 def used_msgids() -> set[str]:
     ids: set[str] = set()
-    for p in (PKG / "templates").glob("*.html"):
+    for p in [*(PKG / "templates").glob("*.html"), *(WEBUI / "templates").glob("*.html")]:
         ids |= set(re.findall(r'\{\{\s*_\("((?:[^"\\]|\\.)*)"\)\s*\}\}', p.read_text()))
     ids |= set(re.findall(r'\bt\("((?:[^"\\]|\\.)*)"', (PKG / "static" / "app.js").read_text()))
-    for p in PKG.glob("*.py"):
+    for p in [*PKG.glob("*.py"), *WEBUI.glob("*.py")]:
         s = p.read_text()
         ids |= set(re.findall(r'gettext\(\s*"((?:[^"\\]|\\.)*)"', s))
         ids |= set(re.findall(r'VisitError\(\s*[^,()]+,\s*"((?:[^"\\]|\\.)*)"', s))

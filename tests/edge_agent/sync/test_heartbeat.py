@@ -120,6 +120,8 @@ def test_heartbeat_on_connect_on_change_and_offline_at_stop(
                 assert first["online"] is True and first["gateway_id"] == GW
                 assert first["backlog"]["pending"] == 12  # type: ignore[index]
                 assert 0 < first["certificate"]["days_left"] <= 825  # type: ignore[index]
+                # the serial, for the hub's edge-hub prune --crl
+                assert int(first["certificate"]["serial"], 16) == pki.gateway(GW).cert.serial_number  # type: ignore[index]
                 assert first["clock"]["ntp"] in ("synchronized", "unsynchronized", "unknown")  # type: ignore[index]
                 assert SECRET not in json.dumps(first)
                 # a device changes state: a heartbeat follows at once, not in an hour
