@@ -169,7 +169,9 @@ class BufferStore:
             max_queued=max_queued,
             on_overflow=self._ingest.count_overflow,
             sync_wal=functools.partial(fsync_wal, path) if fsyncs_every_commit(synchronous) else None,
+            prepare=self._ingest.preseal,
         )
+        self._ingest.before_commit = self._writer.prepare_ahead
         self._outbox = Outbox(
             w,
             gateway_id=gateway_id,

@@ -49,6 +49,8 @@ class ReadingIngest:
         self._state = state
         self._clock = clock
         self._last_kept: dict[tuple[str, str], int] = {}  # downsampling: (device, vital) -> µs kept
+        # called just before COMMIT (SQLite then runs without the GIL): the writer seals ahead
+        self.before_commit: Callable[[], None] = lambda: None
 
     def count_overflow(self, readings: Sequence[Reading]) -> None:
         """The writer's FIFO was full: these readings are dropped and counted (queue_full)."""
@@ -67,14 +69,26 @@ class ReadingIngest:
             nonces=os.urandom(NONCE_LEN * len(readings)),  # one random draw per batch
         )
 
-    def commit_batch(self, batch: list[Reading]) -> list[bool]:
-        """Store what the space policy allows of ``batch``; one flag per reading (True: committed)."""
+    def preseal(self, readings: Sequence[Reading]) -> list[Row] | None:
+        """Seal ``readings`` ahead of their commit, on the writer's helper thread while the writer
+        commits the batch before them (issue 14: SQLite's COMMIT runs without the GIL). Uses the data key
+        current now; ``commit_batch`` keeps a row only if its key is still the current one when the
+        batch commits, and seals again otherwise. None when sealing here failed (a key rotated or
+        destroyed meanwhile, a reading the codec refuses): the writer seals, and reports, as before."""
+        try:
+            return self._seal(readings, self._keys.current_id)
+        except Exception:  # any failure is the writer's to meet and report
+            return None
+
+    def commit_batch(self, batch: list[Reading], presealed: Sequence[Row | None] | None = None) -> list[bool]:
+        """Store what the space policy allows of ``batch``; one flag per reading (True: committed).
+        ``presealed``: rows from :meth:`preseal`, one per reading (None: not sealed yet)."""
         self._keys.maybe_rotate(self._w)
         level = self._space.level_before_batch(len(batch))
         key_id = self._keys.current_id
         saved_kept = dict(self._last_kept)
         plan = policy.plan_batch(batch, level, self._last_kept, self._space.policy.downsample_s)
-        sealed = dict(zip(plan.keep, self._seal([batch[i] for i in plan.keep], key_id), strict=True))
+        sealed = self._sealed_rows(batch, plan.keep, key_id, presealed)
         drops: list[tuple[int, str]] = [(i, plan.reason) for i in plan.drop]
         keep = list(plan.keep)
         hit_full = False
@@ -123,6 +137,27 @@ class ReadingIngest:
             flags[i] = True
         return flags
 
+    def _sealed_rows(
+        self, batch: list[Reading], keep: Sequence[int], key_id: int, presealed: Sequence[Row | None] | None
+    ) -> dict[int, Row]:
+        """The rows of ``keep``: presealed ones sealed with ``key_id`` (the current key, whose
+        ``data_keys`` row the writer wrote when it rotated) and this store's cipher; the others
+        sealed now. A presealed row of another key (a rotation came between) is sealed again."""
+        if presealed is None:
+            return dict(zip(keep, self._seal([batch[i] for i in keep], key_id), strict=True))
+        cipher = int(self._keys.cipher)
+        out: dict[int, Row] = {}
+        missing: list[int] = []
+        for i in keep:
+            row = presealed[i]
+            if row is not None and row[6] == key_id and row[7] == cipher and row[0] == batch[i].seq:
+                out[i] = row
+            else:
+                missing.append(i)
+        if missing:
+            out.update(zip(missing, self._seal([batch[i] for i in missing], key_id), strict=True))
+        return out
+
     def _write(
         self, batch: list[Reading], rows: list[Row], keep: list[int], drops: list[tuple[int, str]]
     ) -> tuple[list[int], list[int]]:
@@ -164,11 +199,17 @@ class ReadingIngest:
             )
             if counts and max_seq > state.persisted_max_seq:
                 w.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('max_seq', ?)", (str(max_seq),))
-            row_of = dict(zip(keep, rows, strict=True))
-            late = [row_of[i] for i in stored if batch[i].seq <= self._index.indexed_upto]
+            upto = self._index.indexed_upto
+            if dup:
+                row_of = dict(zip(keep, rows, strict=True))
+                written = [row_of[i] for i in stored]
+            else:
+                written = rows  # every row went in (a row's seq is its first column)
+            late = [row for row in written if row[0] <= upto]
             if late:
                 self._index.index_rows(late)
-            new_upto = self._index.tail_if_due(max([state.last_seq, *(batch[i].seq for i in stored)]))
+            new_upto = self._index.tail_if_due(max(state.last_seq, max([row[0] for row in written], default=0)))
+            self.before_commit()
             w.execute("COMMIT")
         except BaseException:
             if w.in_transaction:

@@ -28,6 +28,13 @@ visible at once and survives a crash of the process, and the next reading commit
 it durable against a power cut. If no reading commit comes within one window, the writer fsyncs
 the WAL itself (``sync_wal``), so a power cut still loses at most one window; an SD card sees one
 small write a window instead of one per alert.
+
+Sealing ahead (issue 14): with ``prepare``, the writer hands the chunks waiting behind the batch it
+is committing to one helper thread (``prepare_ahead``, called by ``commit_batch`` just before its
+COMMIT, during which SQLite runs without the GIL), and gives the results to the next
+``commit_batch`` with the readings, one entry per reading (None where a chunk was not prepared).
+The store seals readings there, so batch N+1 is sealed while batch N commits; ``commit_batch``
+stays the judge of what is written (it checks each prepared row against the current data key).
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -61,6 +68,7 @@ class _Chunk:
     readings: Sequence[Reading]
     future: Future[CommitResult]
     at: float
+    prepared: Future[Sequence[Any] | None] | None = None  # prepare(readings) on the helper thread
 
 
 @dataclass(slots=True)
@@ -74,8 +82,15 @@ class _Command(Generic[T]):
 _SYNC = object()  # _take: the deferred fsync is due and nothing else is waiting
 
 
-# commit_batch(readings) -> one flag per reading: True stored, False dropped
-CommitBatch = Callable[[list[Reading]], list[bool]]
+class CommitBatch(Protocol):
+    """commit_batch(readings[, prepared]) -> one flag per reading: True stored, False dropped.
+    ``prepared`` (only when the writer has ``prepare``): one entry per reading, None if unprepared."""
+
+    def __call__(self, batch: list[Reading], prepared: Sequence[Any] | None = None, /) -> list[bool]: ...
+
+
+# prepare(readings) -> one entry per reading (handed to commit_batch), or None (nothing prepared)
+Prepare = Callable[[Sequence[Reading]], Sequence[Any] | None]
 
 
 class RunOnWriter(Protocol):
@@ -93,6 +108,21 @@ def _resolve(fut: Future[Any], value: Any = None, exc: BaseException | None = No
         fut.set_result(value)
 
 
+def _joined(chunks: list[_Chunk]) -> list[Any]:
+    """The chunks' prepared entries in batch order (None for each reading of an unprepared chunk);
+    waits for a preparation still running (the writer would only do the same work)."""
+    out: list[Any] = []
+    for c in chunks:
+        got = None
+        if c.prepared is not None:
+            try:
+                got = c.prepared.result()
+            except Exception:  # unprepared: commit_batch does the work itself
+                got = None
+        out.extend(got if got is not None and len(got) == len(c.readings) else [None] * len(c.readings))
+    return out
+
+
 class GroupCommitWriter:
     def __init__(
         self,
@@ -104,9 +134,12 @@ class GroupCommitWriter:
         max_queued: int = 20_000,
         on_overflow: Callable[[Sequence[Reading]], None] = lambda _r: None,
         sync_wal: Callable[[], None] | None = None,
+        prepare: Prepare | None = None,
         name: str = "store-writer",
     ) -> None:
         self._commit_batch = commit_batch
+        self._prepare = prepare
+        self._helper = None if prepare is None else ThreadPoolExecutor(1, thread_name_prefix=f"{name}-prepare")
         self._window_s = max(0.0, window_s)
         self._max_batch = max_batch
         self._commit_at = max(1, min(commit_at, max_batch))
@@ -199,6 +232,29 @@ class GroupCommitWriter:
             self._cond.notify_all()
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join(timeout)
+        if self._helper is not None and not self._thread.is_alive():
+            self._helper.shutdown(wait=True)
+
+    def prepare_ahead(self) -> None:
+        """Writer thread, before a step that runs without the GIL (``commit_batch``'s COMMIT): start
+        ``prepare`` on the helper thread for the chunks of the next batch not prepared yet."""
+        helper, prepare = self._helper, self._prepare
+        if helper is None or prepare is None:
+            return
+        todo: list[_Chunk] = []
+        with self._cond:
+            n = 0
+            for it in self._items:
+                if not isinstance(it, _Chunk) or (todo and n + len(it.readings) > self._max_batch):
+                    break
+                n += len(it.readings)
+                if it.prepared is None:
+                    todo.append(it)
+        for c in todo:
+            try:
+                c.prepared = helper.submit(prepare, c.readings)
+            except RuntimeError:  # the helper is shut down: the writer seals
+                return
 
     # --- the writer thread -------------------------------------------------------------------
 
@@ -272,7 +328,8 @@ class GroupCommitWriter:
             assert isinstance(item, list)
             batch = [r for c in item for r in c.readings]
             try:
-                flags = self._commit_batch(batch)
+                prepared = None if self._prepare is None else _joined(item)
+                flags = self._commit_batch(batch) if prepared is None else self._commit_batch(batch, prepared)
             except Exception as exc:
                 log.error("event=store_commit_failed readings=%d error=%s", len(batch), type(exc).__name__)
                 err = exc if isinstance(exc, StoreError) else StoreError(f"commit failed: {exc}")
@@ -281,8 +338,12 @@ class GroupCommitWriter:
                 continue
             if any(flags):  # a reading was written: its commit (synchronous=FULL) fsynced the WAL
                 self._sync_due = None
+            every = all(flags)
             pos = 0
             for c in item:
+                if every:  # the usual case: one pass over the uids
+                    _resolve(c.future, CommitResult(tuple([r.uid for r in c.readings]), ()))
+                    continue
                 stored: list[str] = []
                 dropped: list[str] = []
                 for r in c.readings:
