@@ -126,21 +126,7 @@ def news2_finding(
     lvl_vi, lvl_en = L.NEWS2_LEVELS[level_name]
     text_vi = f"NEWS2 {shown_vi} ({'tối thiểu ' if partial else ''}nguy cơ {lvl_vi})"
     text_en = f"NEWS2 {shown_en} ({'at least ' if partial else ''}{lvl_en} risk)"
-    score.update(
-        news2_total=total,
-        news2_level=level_name,
-        news2_partial=partial,
-        news2_missing=missing,
-        score="NEWS2",
-        total=total,
-        level=level_name,
-        alert_level=str(level) if level else None,
-        partial=partial,
-        missing=missing,
-        notes=tuple(notes),
-        text_vi=text_vi,
-        text_en=text_en,
-    )
+    score.update(news2_total=total, news2_level=level_name, news2_partial=partial, news2_missing=missing)
     shown_inputs = [(n, v) for n, v, _ in used if n not in ("spo2_scale",)]
     vi, en = [text_vi], [text_en]
     if red:
@@ -154,10 +140,10 @@ def news2_finding(
     if notes:
         vi.append(L.notes_text(notes, 0))
         en.append(L.notes_text(notes, 1))
-    text = L.bilingual("; ".join(vi), "; ".join(en))
-    return [
-        Finding(subject, "news2", level, known, causes, text, float(total), partial, missing, tuple(used), model_ref)
-    ]
+    return _scored(
+        score, subject, "news2", "NEWS2", model_ref, level, level_name, known, causes, total, partial, missing,
+        used, notes, (vi, en),
+    )  # fmt: skip
 
 
 def pews_finding(
@@ -191,17 +177,6 @@ def pews_finding(
     lvl_vi, lvl_en = L.PEWS_LEVELS[level_name]
     text_vi = f"PEWS {shown_vi} ({'tối thiểu ' if partial else ''}mức {lvl_vi})"
     text_en = f"PEWS {shown_en} ({'at least ' if partial else ''}{lvl_en})"
-    score.update(
-        score="PEWS",
-        total=total,
-        level=level_name,
-        alert_level=str(level) if level else None,
-        partial=partial,
-        missing=missing,
-        notes=tuple(notes),
-        text_vi=text_vi,
-        text_en=text_en,
-    )
     shown_inputs = [(n, v) for n, v, _ in used if n in L.UNITS or n in L.CODED or n == "consciousness"]
     vi = [text_vi, L.inputs_text(shown_inputs, 0)]
     en = [text_en, L.inputs_text(shown_inputs, 1)]
@@ -214,10 +189,46 @@ def pews_finding(
         en.append(L.PEWS_RESPONSE[level_name][1])
     vi.append(L.notes_text(notes, 0))
     en.append(L.notes_text(notes, 1))
+    return _scored(
+        score, subject, "pews", "PEWS", model_ref, level, level_name, known, causes, total, partial, missing,
+        used, notes, (vi, en),
+    )  # fmt: skip
+
+
+def _scored(
+    score: dict[str, Any],
+    subject: str,
+    kind: str,
+    name: str,
+    model_ref: str,
+    level: AlertLevel | None,
+    level_name: str,
+    known: frozenset[str],
+    causes: tuple[str, ...],
+    total: int,
+    partial: bool,
+    missing: tuple[str, ...],
+    used: list[tuple[str, float, str]],
+    notes: list[str],
+    parts: tuple[list[str], list[str]],
+) -> list[Finding]:
+    """What every early-warning score ends with: the subject's generic score fields (the keys of
+    ``Scorer.scores()``'s JSON; the headline text is the first of each language's ``parts``) and
+    its finding, whose text is the parts joined, Vietnamese / English."""
+    vi, en = parts
+    score.update(
+        score=name,
+        total=total,
+        level=level_name,
+        alert_level=str(level) if level else None,
+        partial=partial,
+        missing=missing,
+        notes=tuple(notes),
+        text_vi=vi[0],
+        text_en=en[0],
+    )
     text = L.bilingual("; ".join(vi), "; ".join(en))
-    return [
-        Finding(subject, "pews", level, known, causes, text, float(total), partial, missing, tuple(used), model_ref)
-    ]
+    return [Finding(subject, kind, level, known, causes, text, float(total), partial, missing, tuple(used), model_ref)]
 
 
 def bp_finding(
