@@ -2,8 +2,8 @@
 on real pseudo-terminals, each simulator in its own process.
 
     .venv/bin/python benchmarks/bench_station.py [--quick] [--seconds S] [--device-seconds S]
-        [--commit-ms MS] [--status-s S] [--calm] [--no-sync] [--skip-devices] [--skip-station] [--dir DIR]
-        [--no-unit-env]
+        [--commit-ms MS] [--fsync-ms MS] [--status-s S] [--calm] [--no-sync] [--no-dashboard]
+        [--skip-devices] [--skip-station] [--dir DIR] [--no-unit-env]
 
 About seven minutes by default (nine agent runs of 20 s, the station run of 60 s, each with its
 start-up and warm-up); ``--quick`` for a smoke run.
@@ -22,13 +22,16 @@ the machine may be shared, and CPU *time* is what a Raspberry Pi pays for):
    then without the Contec (the commit and the scoring pass each second are shared).
 2. **Bytes written per stored reading** at the demo's load (its three serial devices: Masimo
    desaturation, Nonin tachycardia, HL7 fever; with a private broker and hub, as in the demo, when
-   mosquitto is installed; status every 5 s, as the demo; the agent's other defaults, sync's
-   too): the agent's kernel ``write_bytes`` (``/proc/<pid>/io``) over the
-   window divided by the readings committed in it (counted in the database). Goal: <= 800 B.
+   mosquitto is installed; status every 5 s, as the demo; the nurse's dashboard served, with no
+   browser attached, unless ``--no-dashboard``; the agent's other defaults, sync's too): the
+   agent's kernel ``write_bytes`` (``/proc/<pid>/io``) over the window divided by the readings
+   committed in it (counted in the database). Goal: <= 800 B.
    The agent's log goes to a pipe (as to journald), so log lines cost no ``write_bytes``; their
    count is printed.
 3. **RSS**: the agent's resident set (``VmRSS``), sampled every second in the station run and
-   printed every ``--seconds / 10``; the peak (``VmHWM``) and the growth after warm-up.
+   printed every ``--seconds / 10``; the peak (``VmHWM``) and the growth after warm-up; at the end,
+   where it is (``/proc/<pid>/smaps``: heap, other anonymous memory, file-backed pages of the
+   shared libraries, the largest of them, and the thread count).
    Goal: <= 100 MiB peak, flat after warm-up.
 
 The state dir is on the disk that holds the repository (not tmpfs), so ``write_bytes`` is real.
@@ -46,6 +49,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -121,6 +125,44 @@ def sample(pid: int) -> Sample:
     return Sample(time.monotonic(), cpu, wb, rss, hwm)
 
 
+@dataclass(frozen=True, slots=True)
+class RssBreakdown:
+    """Where the resident set is, from ``/proc/<pid>/smaps`` (KiB): anonymous memory (the brk heap;
+    all the other anonymous pages: malloc arenas, Python's object arenas, thread stacks, the
+    libraries' relocated data) and file-backed pages (clean pages of the mapped files, mostly
+    the shared libraries' code, counted in VmRSS too)."""
+
+    heap_kib: int
+    other_anon_kib: int
+    file_kib: int
+    files: tuple[tuple[str, int], ...]  # the files with the most resident pages (file name, KiB)
+    threads: int
+
+
+def rss_breakdown(pid: int, top: int = 6) -> RssBreakdown:
+    heap = anon = 0
+    files: collections.Counter[str] = collections.Counter()
+    name = ""
+    rss = 0
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            parts = line.split()
+            if not parts[0].endswith(":"):  # a mapping's header: range perms offset dev inode [path]
+                name = parts[5] if len(parts) > 5 else ""
+            elif parts[0] == "Rss:":
+                rss = int(parts[1])
+            elif parts[0] == "Anonymous:":  # after Rss: in each mapping's entry
+                kib = int(parts[1])
+                if name == "[heap]":
+                    heap += kib
+                else:
+                    anon += kib
+                if name.startswith("/"):
+                    files[name.rsplit("/", 1)[-1]] += rss - kib
+    threads = len(os.listdir(f"/proc/{pid}/task"))
+    return RssBreakdown(heap, anon, sum(files.values()), tuple(files.most_common(top)), threads)
+
+
 def start_simulator(fmt: str, link: Path, scenario: str = "normal") -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "device_drivers.simulators", fmt, "--link", str(link), "--scenario", scenario],
@@ -154,6 +196,12 @@ def baudrate(fmt: str) -> int:
     return spec.baudrate
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def toml_str(p: object) -> str:
     return json.dumps(str(p))
 
@@ -164,6 +212,8 @@ def write_config(
     sync: dict[str, object] | None,
     commit_ms: float | None = None,
     status_s: float | None = None,
+    fsync_ms: float | None = None,
+    dashboard_port: int | None = None,
 ) -> Path:
     lines = [
         "version = 1",
@@ -174,8 +224,14 @@ def write_config(
     ]
     if status_s is not None:  # the demo writes status every 5 s; the agent's default is 30 s
         lines += ["[scheduler]", f"status_interval_s = {status_s}"]
+    if dashboard_port is not None:  # the nurse's page, as at a station (no browser attached)
+        lines += ["[dashboard]", 'host = "127.0.0.1"', f"port = {dashboard_port}"]
+    if commit_ms is not None or fsync_ms is not None:
+        lines.append("[store]")
     if commit_ms is not None:
-        lines += ["[store]", f"group_commit_ms = {commit_ms}"]
+        lines.append(f"group_commit_ms = {commit_ms}")
+    if fsync_ms is not None:
+        lines.append(f"fsync_window_ms = {fsync_ms}")
     if sync is not None:
         lines.append("[sync]")
         lines += [f"{k} = {toml_str(v) if isinstance(v, str | Path) else v}" for k, v in sync.items()]
@@ -261,8 +317,10 @@ def measure(
     bare: tuple[Path, int] | None = None,
     commit_ms: float | None = None,
     status_s: float | None = None,
+    fsync_ms: float | None = None,
+    dashboard: bool = False,
 ) -> dict[str, object]:
-    cfg = write_config(d, devices, sync, commit_ms, status_s)
+    cfg = write_config(d, devices, sync, commit_ms, status_s, fsync_ms, free_port() if dashboard else None)
     run = start_agent(d, cfg)
     base: subprocess.Popen[bytes] | None = None
     try:
@@ -282,6 +340,7 @@ def measure(
         b1 = sample(base.pid) if base is not None else None
         n1 = stored_readings(run.db)
         window_lines = [line for _, line in run.lines[line0:]]
+        breakdown = rss_breakdown(run.proc.pid)
     finally:
         if base is not None:
             stop(base)
@@ -303,6 +362,7 @@ def measure(
         ),
         "curve": curve,
         "exit": run.proc.returncode,
+        "breakdown": breakdown,
     }
     if b0 is not None and b1 is not None:
         out["bare_cpu_pct"] = cpu_rate(b0, b1)
@@ -338,7 +398,11 @@ def main() -> int:
     ap.add_argument("--device-seconds", type=float, default=20.0, help="window of each one-device run")
     ap.add_argument("--warmup", type=float, default=8.0, help="seconds after agent_ready before measuring")
     ap.add_argument("--no-sync", action="store_true", help="station run without the private broker and hub")
+    ap.add_argument(
+        "--no-dashboard", action="store_true", help="station run without the nurse's dashboard (default: with it)"
+    )
     ap.add_argument("--commit-ms", type=float, default=None, help="store.group_commit_ms (default: the agent's)")
+    ap.add_argument("--fsync-ms", type=float, default=None, help="store.fsync_window_ms (default: the agent's)")
     ap.add_argument("--skip-devices", action="store_true", help="only the station run")
     ap.add_argument("--skip-station", action="store_true", help="only the one-device runs")
     ap.add_argument("--status-s", type=float, default=5.0, help="station run: status_interval_s (the demo's: 5)")
@@ -427,15 +491,17 @@ def main() -> int:
                     warmup=args.warmup,
                     sync=sync,
                     commit_ms=args.commit_ms,
+                    fsync_ms=args.fsync_ms,
                     status_s=args.status_s,
+                    dashboard=not args.no_dashboard,
                 )
             finally:
                 if hub is not None:
                     hub.stop()  # type: ignore[attr-defined]
             print(
                 f"\n2. demo load ({', '.join(f + ' ' + ('normal' if args.calm else s) for _, f, s in STATION)}), "
-                f"{args.seconds:.0f} s, status every {args.status_s:g} s; "
-                f"sync: {hub_line}"
+                f"{args.seconds:.0f} s, status every {args.status_s:g} s, "
+                f"dashboard {'off' if args.no_dashboard else 'on'}; sync: {hub_line}"
             )
             print(
                 f"   {st['readings']} readings stored ({float(st['readings_per_s']):.2f}/s); agent CPU "  # type: ignore[arg-type]
@@ -462,6 +528,13 @@ def main() -> int:
                 f"   peak (VmHWM) {float(st['peak_rss_mib']):.1f} MiB; "  # type: ignore[arg-type]
                 f"growth {growth:+.2f} MiB over {minutes:.1f} min; "
                 f"second half {late:+.3f} MiB/min"
+            )
+            bd = st["breakdown"]
+            assert isinstance(bd, RssBreakdown)
+            print(
+                f"   at the end: heap {bd.heap_kib / 1024:.1f}, other anonymous {bd.other_anon_kib / 1024:.1f}, "
+                f"file-backed {bd.file_kib / 1024:.1f} MiB ({bd.threads} threads); largest files: "
+                + ", ".join(f"{n} {k / 1024:.1f}" for n, k in bd.files)
             )
             summary.update(
                 {

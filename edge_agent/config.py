@@ -109,6 +109,9 @@ class StoreConfig:
     retention_days: float = 7.0
     quota_mb: float = 512.0
     group_commit_ms: float = 1000.0  # the longest commit window; shorter under load (store/writer.py)
+    # the longest a committed reading waits for its fsync: a power cut loses at most this much
+    # (issue 14: an fsync re-writes the WAL's last 4 KiB page, so one a second cost ~750 B/reading)
+    fsync_window_ms: float = 5000.0
     keystore: Path | None = None  # default: <state_dir>/keystore.json
 
 
@@ -259,6 +262,7 @@ def _rules() -> dict[str, NumberRule]:
         (StoreConfig, "store", "retention_days", 0, 3650),
         (StoreConfig, "store", "quota_mb", 1, 1_000_000),
         (StoreConfig, "store", "group_commit_ms", 0, 5000),
+        (StoreConfig, "store", "fsync_window_ms", 0, 60_000),
         (AlertConfig, "alerts", "spo2_low", 50, 100),
         (SchedulerConfig, "scheduler", "status_interval_s", 1, DAY),
         (SchedulerConfig, "scheduler", "retention_interval_s", 60, DAY),
@@ -646,6 +650,7 @@ def parse_config(data: dict[str, Any], *, base_dir: Path, source: Path | None = 
             retention_days=s.number(NUMBER_RULES["store.retention_days"]),
             quota_mb=s.number(NUMBER_RULES["store.quota_mb"]),
             group_commit_ms=s.number(NUMBER_RULES["store.group_commit_ms"]),
+            fsync_window_ms=s.number(NUMBER_RULES["store.fsync_window_ms"]),
             keystore=s.path_value("keystore", base_dir),
         )
 

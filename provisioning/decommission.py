@@ -42,9 +42,9 @@ class Decommissioned:
 
 
 # The buffer's schema (edge_agent/store/schema.py) is the contract read here, without importing the
-# agent. From store version 6 the hub's acks are kept as seq ranges in ``acked`` and folded into
-# ``readings.synced`` in bulk (edge_agent/store/acked.py), so a reading is pending when it is not
-# synced and no range holds its seq; before version 6, ``synced = 0`` alone.
+# agent. From store version 6 the hub's acks are kept as seq ranges in ``acked`` (the record; older
+# agents folded them into ``readings.synced`` in bulk: edge_agent/store/acked.py), so a reading is
+# pending when it is not synced and no range holds its seq; before version 6, ``synced = 0`` alone.
 _UNSYNCED_READINGS = "SELECT count(*) FROM readings WHERE synced = 0"
 _PENDING_READINGS = (
     "SELECT count(*) FROM readings r WHERE r.synced = 0 AND NOT "

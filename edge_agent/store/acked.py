@@ -4,19 +4,24 @@ Marking each acknowledged reading ``synced = 1`` rewrote the pages of every row 
 about a quarter of the WAL frames at a station's load. Instead an acknowledgement records the
 batch's readings as seq ranges in the small ``acked`` table (``lo`` to ``hi``, disjoint, merged
 when adjacent), in the same transaction as before, and a reading is pending when ``synced = 0``
-and no range holds its seq (:data:`PENDING`). The ranges are folded into the rows' ``synced``
-column in bulk (:func:`fold`: one pass over contiguous pages, about a quarter of the frames the
-per-batch updates cost) once :data:`FOLD_ROWS` readings wait, and at every open and clean close,
-so tools that read the file directly (``edge-provision decommission`` counts ``synced = 0``) see
-the truth after a clean stop. After a crash they may count up to ``FOLD_ROWS`` acknowledged
-readings as pending (the safe side) until the agent opens the store again.
+and no range holds its seq (:data:`PENDING`).
+
+The ranges are the record: they are never folded back into the rows (a bulk ``UPDATE`` of the
+acknowledged rows cost every row's page twice more, once in the WAL and once at the checkpoint:
+about 500 B per reading over an hour at a station's load, bench_station). The table stays a few
+rows long because a gap between two ranges is bridged (:func:`bridge_gaps`) as soon as no
+pending row is left in it: a gap then holds only seqs that were never stored (dropped readings),
+dead letters (``synced = 2``, which neither predicate counts as held) or rows already marked
+``synced = 1``. A row stored later with a seq inside a range (the store never does this itself:
+seqs are committed in order; a caller of ``submit`` might) takes its seq out of the ranges in the
+transaction that stores it (:meth:`AckedRanges.without`), so it is pending as it should be.
 
 Guarantees unchanged (DESIGN §6): a reading leaves pending only in the transaction that records
 its batch's acknowledgement; retention and the full-disk purge delete only synced rows
-(:data:`SYNCED`: folded, or held by a range).
+(:data:`SYNCED`: marked, or held by a range). ``edge-provision decommission`` reads the ranges too.
 
-:class:`AckedRanges` is pure (the table in memory, writer thread); :func:`fold` runs on the
-writer's connection.
+:class:`AckedRanges` is pure (the table in memory, writer thread); :func:`persist` and
+:func:`bridge_gaps` run on the writer's connection inside the caller's transaction.
 """
 
 from __future__ import annotations
@@ -24,8 +29,6 @@ from __future__ import annotations
 import bisect
 import sqlite3
 from collections.abc import Iterable, Sequence
-
-FOLD_ROWS = 4096  # acknowledged readings held as ranges before they are folded into the rows
 
 # For a row of ``readings r``: a range holds its seq; it is pending; it is synced (may be deleted).
 _HELD = "COALESCE((SELECT a.hi FROM acked a WHERE a.lo <= r.seq ORDER BY a.lo DESC LIMIT 1), 0) >= r.seq"
@@ -78,6 +81,22 @@ class AckedRanges:
         """The ranges once ``seqs`` are added (not applied: see :meth:`replace`)."""
         return self.merged([*self._ranges, *runs(seqs)])
 
+    @property
+    def top(self) -> int:
+        """The highest seq a range holds (0: none)."""
+        return self._ranges[-1][1] if self._ranges else 0
+
+    def without(self, seqs: Iterable[int]) -> tuple[tuple[int, int], ...]:
+        """The ranges once ``seqs`` are taken out of them (not applied: see :meth:`replace`)."""
+        out = list(self._ranges)
+        for s in sorted(set(seqs)):
+            i = bisect.bisect_right([lo for lo, _ in out], s) - 1
+            if i < 0 or out[i][1] < s:
+                continue
+            lo, hi = out[i]
+            out[i : i + 1] = [r for r in ((lo, s - 1), (s + 1, hi)) if r[0] <= r[1]]
+        return tuple(out)
+
     def replace(self, ranges: tuple[tuple[int, int], ...]) -> None:
         """After COMMIT: the table now holds ``ranges`` (as returned by :meth:`with_seqs`, or ())."""
         self._ranges = ranges
@@ -94,15 +113,20 @@ def persist(w: sqlite3.Connection, old: Sequence[tuple[int, int]], new: Sequence
         w.executemany("INSERT OR REPLACE INTO acked (lo, hi) VALUES (?, ?)", sorted(added))
 
 
-def fold(w: sqlite3.Connection) -> int:
-    """Inside the caller's transaction: mark the rows the ranges hold ``synced = 1`` (dead letters
-    keep 2) and empty the table; returns how many rows changed. (0 -> 1 keeps each record the same
-    size, so a fold never grows the database, even on a full disk.)"""
-    before = w.total_changes
-    ranges = w.execute("SELECT lo, hi FROM acked ORDER BY lo").fetchall()
-    if not ranges:
-        return 0
-    w.executemany("UPDATE readings SET synced = 1 WHERE seq BETWEEN ? AND ? AND synced = 0", ranges)
-    changed = w.total_changes - before
-    w.execute("DELETE FROM acked")
-    return changed
+def bridge_gaps(w: sqlite3.Connection, ranges: tuple[tuple[int, int], ...]) -> tuple[tuple[int, int], ...]:
+    """Inside the caller's transaction: ``ranges`` with every gap that holds no ``synced = 0`` row
+    bridged (its rows are absent, dead letters or already marked synced: none is pending, so the
+    predicates read the same). One rowid range probe per gap."""
+    if len(ranges) < 2:
+        return ranges
+    out = [ranges[0]]
+    for lo, hi in ranges[1:]:
+        prev_lo, prev_hi = out[-1]
+        pending = w.execute(
+            "SELECT EXISTS (SELECT 1 FROM readings WHERE seq > ? AND seq < ? AND synced = 0)", (prev_hi, lo)
+        ).fetchone()[0]
+        if pending:
+            out.append((lo, hi))
+        else:
+            out[-1] = (prev_lo, hi)
+    return tuple(out)

@@ -115,6 +115,12 @@ class BufferStore:
         """
         path = Path(path)
         clock = clock or (lambda: datetime.now(UTC))
+        # fsync less often than commits (issue 14): the commits run with synchronous=NORMAL and
+        # the writer fsyncs the WAL within fsync_window_ms (store/writer.py, "Deferred fsync")
+        wanted_sync = synchronous
+        defer_fsync = fsyncs_every_commit(synchronous) and config.fsync_window_ms > config.group_commit_ms
+        if defer_fsync:
+            synchronous = "NORMAL"
         chosen = choose_cipher(cipher)
         quota = int(config.quota_mb * 1024 * 1024)
         if max_db_bytes is not None:
@@ -159,8 +165,17 @@ class BufferStore:
         )
         self._reader = reader = Reader(path)
         decoder = Decoder(keys.sealer, gateway_id, state)
+        acked = AckedRanges(db.acked)
         self._ingest = ReadingIngest(
-            w, path=path, gateway_id=gateway_id, keys=keys, space=space, index=index, state=state, clock=clock
+            w,
+            path=path,
+            gateway_id=gateway_id,
+            keys=keys,
+            space=space,
+            index=index,
+            state=state,
+            acked=acked,
+            clock=clock,
         )
         self._writer = GroupCommitWriter(
             self._ingest.commit_batch,
@@ -168,7 +183,10 @@ class BufferStore:
             max_batch=max_batch,
             max_queued=max_queued,
             on_overflow=self._ingest.count_overflow,
-            sync_wal=functools.partial(fsync_wal, path) if fsyncs_every_commit(synchronous) else None,
+            sync_wal=functools.partial(fsync_wal, path) if fsyncs_every_commit(wanted_sync) else None,
+            sync_window_s=max(config.group_commit_ms, config.fsync_window_ms) / 1000.0,
+            readings_defer_sync=defer_fsync,
+            sync_now=policy.holds_spot_check,
             prepare=self._ingest.preseal,
         )
         self._ingest.before_commit = self._writer.prepare_ahead
@@ -184,7 +202,7 @@ class BufferStore:
             call=self._call_bookkeeping,
             max_in_flight=max_in_flight,
             lease_timeout_s=lease_timeout_s,
-            acked=AckedRanges(db.acked),
+            acked=acked,
         )
         self._alerts = AlertLane(
             w,
@@ -377,7 +395,6 @@ class BufferStore:
         """Delete synced readings (and synced, cleared alerts) older than ``retention_days``;
         destroy data keys that no row uses any more. Unsynced rows are never deleted."""
         when = now or self._clock()
-        self._call(self._outbox.fold)  # retention deletes synced rows: acknowledged ranges first
         result = self._call(functools.partial(self._retention.run, when))
         cutoff_us = codec.to_us(when - timedelta(days=self.config.retention_days))
         self._call(functools.partial(self._visits.purge_closed, cutoff_us))
@@ -441,8 +458,13 @@ class BufferStore:
 
     @property
     def deferred_syncs(self) -> int:
-        """fsyncs the writer made for commits without one when no reading commit came in a window."""
+        """fsyncs the writer made itself for commits made without one (store/writer.py)."""
         return self._writer.deferred_syncs
+
+    @property
+    def spot_syncs(self) -> int:
+        """fsyncs made at once for a commit holding a spot check (store/writer.py)."""
+        return self._writer.spot_syncs
 
     @staticmethod
     def quarantine(path: Path, now: datetime) -> Path:

@@ -142,7 +142,7 @@ def fsync_wal(path: Path) -> None:
     except FileNotFoundError:
         return
     try:
-        os.fsync(fd)
+        os.fdatasync(fd)  # as SQLite syncs its WAL: the data and the file's size, not its times
     finally:
         os.close(fd)
 

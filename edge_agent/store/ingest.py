@@ -14,7 +14,9 @@ from datetime import datetime
 from pathlib import Path
 
 from device_drivers.records import Reading
+from edge_agent.store import acked as acked_ranges
 from edge_agent.store import policy
+from edge_agent.store.acked import AckedRanges
 from edge_agent.store.connection import is_corrupt, is_full
 from edge_agent.store.envelope import NONCE_LEN
 from edge_agent.store.errors import StoreCorruptError
@@ -38,9 +40,11 @@ class ReadingIngest:
         space: SpaceManager,
         index: DeferredIndex,
         state: BufferState,
+        acked: AckedRanges,
         clock: Callable[[], datetime],
     ) -> None:
         self._w = w
+        self._acked = acked  # shared with the outbox (writer thread): a row stored in a range leaves it
         self._path = path
         self._gateway_id = gateway_id
         self._keys = keys
@@ -205,6 +209,12 @@ class ReadingIngest:
                 written = [row_of[i] for i in stored]
             else:
                 written = rows  # every row went in (a row's seq is its first column)
+            top = self._acked.top
+            held = [row[0] for row in written if row[0] <= top and row[0] in self._acked] if top else None
+            unheld = None
+            if held:  # stored below an acknowledged range (edge_agent.store.acked): pending, not held
+                unheld = self._acked.without(held)
+                acked_ranges.persist(w, self._acked.ranges, unheld)
             late = [row for row in written if row[0] <= upto]
             if late:
                 self._index.index_rows(late)
@@ -216,6 +226,8 @@ class ReadingIngest:
                 w.execute("ROLLBACK")
             raise
         # committed: now the counters
+        if unheld is not None:
+            self._acked.replace(unheld)
         state.readings_committed(counts, overflow, max_seq, [batch[i].seq for i in stored])
         self._index.committed(new_upto)
         return stored, dup

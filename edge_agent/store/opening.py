@@ -15,12 +15,11 @@ from datetime import datetime
 from pathlib import Path
 
 from edge_agent.store import codec
-from edge_agent.store.acked import PENDING, AckedRanges, fold
+from edge_agent.store.acked import PENDING, AckedRanges
 from edge_agent.store.connection import (
     SQLITE_SUFFIXES,
     connect_writer,
     create_private,
-    is_full,
     open_error,
     restrict_mode,
 )
@@ -43,7 +42,7 @@ class Opened:
     state: BufferState
     indexed_upto: int
     leases: list[Lease]  # batches leased before this open: none in flight now, re-sent first
-    acked: tuple[tuple[int, int], ...]  # acknowledged ranges not folded (only when the fold failed)
+    acked: tuple[tuple[int, int], ...]  # the acknowledged seq ranges (edge_agent.store.acked)
 
 
 def open_database(
@@ -110,7 +109,6 @@ def _setup(
         raise StoreError(f"{path}: database belongs to gateway {gw!r}, not {gateway_id!r}")
 
     keys.check(w)
-    fold_acked(w, "open")
     now_us = codec.to_us(clock())
     w.execute("BEGIN IMMEDIATE")
     w.executemany(
@@ -129,24 +127,6 @@ def _setup(
         load_leases(w),
         acked,
     )
-
-
-def fold_acked(w: sqlite3.Connection, when: str) -> None:
-    """Fold the acknowledged ranges into the rows (edge_agent.store.acked), in a transaction of its
-    own; on a full disk they stay ranges (still not pending) and the next open folds them."""
-    try:
-        w.execute("BEGIN IMMEDIATE")
-        n = fold(w)
-        w.execute("COMMIT")
-    except sqlite3.Error as exc:
-        if w.in_transaction:
-            w.execute("ROLLBACK")
-        if not is_full(exc):
-            raise
-        log.warning("event=store_fold_deferred when=%s reason=disk_full", when)
-        return
-    if n:
-        log.info("event=store_acked_folded when=%s rows=%d", when, n)
 
 
 def load_state(w: sqlite3.Connection, meta: dict[str, str]) -> BufferState:
@@ -192,10 +172,8 @@ def load_leases(w: sqlite3.Connection) -> list[Lease]:
 
 
 def finish(w: sqlite3.Connection, index: DeferredIndex, state: BufferState) -> None:
-    """Writer thread, at close: fold the acknowledged ranges, index the tail, record max_seq and a
-    clean shutdown, checkpoint."""
+    """Writer thread, at close: index the tail, record max_seq and a clean shutdown, checkpoint."""
     try:
-        fold_acked(w, "close")
         w.execute("BEGIN IMMEDIATE")
         index.tail_if_due(state.last_seq, force=True)
         persist_max_seq(w, state)

@@ -28,7 +28,7 @@ from typing import Any
 from device_drivers.records import Reading
 from edge_agent.store import acked as acked_ranges
 from edge_agent.store import codec
-from edge_agent.store.acked import FOLD_ROWS, PENDING, AckedRanges
+from edge_agent.store.acked import PENDING, AckedRanges
 from edge_agent.store.errors import StoreFullError
 from edge_agent.store.leases import Lease, LeaseBook, encode_seqs
 from edge_agent.store.reader import Decoder, Reader
@@ -248,7 +248,7 @@ class Outbox:
         batch ``forget_batch`` in it); returns how many left the pending state.
 
         The readings are recorded as seq ranges in ``acked`` (edge_agent.store.acked), not by
-        rewriting each row; the ranges are folded into the rows in bulk every FOLD_ROWS readings."""
+        rewriting each row; gaps left with no pending row are bridged, so the table stays short."""
         w = self._w
         acked = self._acked
         old = acked.ranges
@@ -266,7 +266,7 @@ class Outbox:
                 ).fetchall()
                 newly = [s for (s,) in rows if s in want]
                 if newly and ranges:
-                    new = acked.with_seqs(newly)
+                    new = acked_ranges.bridge_gaps(w, acked.with_seqs(newly))
                     acked_ranges.persist(w, old, new)
                 elif newly:
                     # 0 -> 1 keeps the record the same size (SQLite stores both constants in the
@@ -283,23 +283,7 @@ class Outbox:
             changed = self._space.txn(lambda: do(False), what)
         acked.replace(new)
         self._left_pending(changed, newly)
-        if sum(hi - lo + 1 for lo, hi in new) >= FOLD_ROWS:
-            self.fold()
         return changed
-
-    def fold(self) -> None:
-        """Writer thread: fold the ranges into the rows' ``synced`` flag (one bulk pass; before
-        retention too, which deletes only folded rows); on a full disk they stay ranges, which is
-        as good for the outbox (pending is the same), and are folded later."""
-        if not self._acked.ranges:
-            return
-        try:
-            n = self._space.txn(lambda: acked_ranges.fold(self._w), "fold acknowledged readings")
-        except StoreFullError:
-            log.warning("event=store_fold_deferred when=ack reason=disk_full")
-            return
-        self._acked.replace(())
-        log.debug("event=store_acked_folded when=ack rows=%d", n)
 
     def dead_letter(self, seqs: Sequence[int]) -> int:
         """Writer thread: move pending rows that failed to open to the dead letters (``synced = 2``);

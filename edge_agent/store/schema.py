@@ -11,8 +11,11 @@ Version history (never edit a released step; add a new one):
    failed to open, out of the alert outbox). Readings gain the state ``synced = 2`` (dead letter:
    failed to open, never leased again), which needs no schema change.
 5. ``visits``: the dashboard's visits, sealed (the patient identifier is never in clear).
-6. ``acked``: seq ranges the hub acknowledged and not yet folded into ``readings.synced``
-   (edge_agent.store.acked: an acknowledgement no longer rewrites every row of its batch).
+6. ``acked``: seq ranges the hub acknowledged (edge_agent.store.acked: an acknowledgement no
+   longer rewrites every row of its batch; the ranges are the record, never folded into the rows).
+7. ``batches`` without the unique index on ``batch_id`` (issue 14: the index was one more WAL
+   frame at every lease and every ack; the table holds the few batches in flight or released,
+   so a lookup by id scans a handful of rows). Batch ids are random; the lease inserts each once.
 
 Applied versions are recorded in ``schema_migrations`` (sqlite-utils) and ``PRAGMA user_version``.
 """
@@ -131,6 +134,24 @@ def _v6(db: sqlite_utils.Database) -> None:
     )
 
 
+def _v7(db: sqlite_utils.Database) -> None:
+    db.execute(
+        """CREATE TABLE batches_v7 (
+            n INTEGER PRIMARY KEY,          -- creation order: released batches are re-sent oldest first
+            batch_id TEXT NOT NULL,         -- random; looked up by a scan of the few rows
+            leased_us INTEGER NOT NULL,     -- when last handed out (store clock)
+            attempt INTEGER NOT NULL,       -- times handed out
+            seqs TEXT NOT NULL              -- the batch's seqs as ranges, e.g. '1-500,502'
+        )"""
+    )
+    db.execute(
+        "INSERT INTO batches_v7 (n, batch_id, leased_us, attempt, seqs) "
+        "SELECT n, batch_id, leased_us, attempt, seqs FROM batches"
+    )
+    db.execute("DROP TABLE batches")
+    db.execute("ALTER TABLE batches_v7 RENAME TO batches")
+
+
 Migration = Callable[[sqlite_utils.Database], None]
 MIGRATIONS: tuple[tuple[int, str, Migration], ...] = (
     (1, "meta, data_keys, readings", _v1),
@@ -139,6 +160,7 @@ MIGRATIONS: tuple[tuple[int, str, Migration], ...] = (
     (4, "outbox batches, alert dead letters", _v4),
     (5, "dashboard visits", _v5),
     (6, "acknowledged seq ranges", _v6),
+    (7, "batches without a unique index", _v7),
 )
 LATEST = MIGRATIONS[-1][0]
 

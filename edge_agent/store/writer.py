@@ -29,6 +29,17 @@ it durable against a power cut. If no reading commit comes within one window, th
 the WAL itself (``sync_wal``), so a power cut still loses at most one window; an SD card sees one
 small write a window instead of one per alert.
 
+With ``readings_defer_sync`` the reading commits defer their fsync too (the store's
+``fsync_window_ms`` longer than its commit window): every commit is then made with
+``synchronous=NORMAL`` and the writer fsyncs the WAL once ``sync_window_s`` after the first commit
+not yet fsynced. A reading still exists (for the nurse, the scorer, the sync) once committed, and
+survives a crash of the process; a power cut loses at most ``sync_window_s`` of commits. The
+reason is the SD card: each fsync re-writes the WAL's last, partly filled 4 KiB page, which at a
+station's few readings a second cost more bytes than the readings themselves (bench_station).
+Except where ``sync_now(batch)`` says so (the store: a batch holding a spot check, a measurement
+nobody can take again by itself, unlike a second of a continuous stream): that commit is fsynced
+before its futures resolve, so it exists only once durable, as with ``synchronous=FULL``.
+
 Sealing ahead (issue 14): with ``prepare``, the writer hands the chunks waiting behind the batch it
 is committing to one helper thread (``prepare_ahead``, called by ``commit_batch`` just before its
 COMMIT, during which SQLite runs without the GIL), and gives the results to the next
@@ -134,6 +145,9 @@ class GroupCommitWriter:
         max_queued: int = 20_000,
         on_overflow: Callable[[Sequence[Reading]], None] = lambda _r: None,
         sync_wal: Callable[[], None] | None = None,
+        sync_window_s: float | None = None,
+        readings_defer_sync: bool = False,
+        sync_now: Callable[[Sequence[Reading]], bool] | None = None,
         prepare: Prepare | None = None,
         name: str = "store-writer",
     ) -> None:
@@ -152,8 +166,13 @@ class GroupCommitWriter:
         self._cond = threading.Condition()
         self._stopping = False
         self._sync_wal = sync_wal
+        self._sync_window_s = self._window_s if sync_window_s is None else max(self._window_s, sync_window_s)
+        self._readings_defer_sync = readings_defer_sync and sync_wal is not None
+        self._sync_now = sync_now
+        self.spot_syncs = 0  # fsyncs made at once for a batch that ``sync_now`` picked
+        self.sync_failures = 0  # fsyncs of the WAL that failed (each is tried again a window later)
         self._sync_due: float | None = None  # when a deferred fsync must happen (writer thread only)
-        self.deferred_syncs = 0  # fsyncs the writer made itself (no reading commit came in time)
+        self.deferred_syncs = 0  # fsyncs the writer made itself (not those of synchronous=FULL commits)
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self) -> None:
@@ -195,7 +214,7 @@ class GroupCommitWriter:
         ``defers_sync``: ``fn`` commits without an fsync (see the module docstring)."""
         if threading.current_thread() is self._thread:
             out = fn()
-            if defers_sync:
+            if defers_sync or self._readings_defer_sync:
                 self._owe_sync()
             return out
         fut: Future[T] = Future()
@@ -261,7 +280,7 @@ class GroupCommitWriter:
     def _owe_sync(self) -> None:
         """Writer thread: a commit without fsync happened; the WAL must be fsynced within a window."""
         if self._sync_wal is not None and self._sync_due is None:
-            self._sync_due = time.monotonic() + self._window_s
+            self._sync_due = time.monotonic() + self._sync_window_s
 
     def _take(self) -> list[_Chunk] | _Command[Any] | object | None:
         with self._cond:
@@ -317,46 +336,66 @@ class GroupCommitWriter:
             if item is _SYNC:
                 self._deferred_sync()
                 continue
-            if isinstance(item, _Command):
-                try:
-                    _resolve(item.future, item.fn())
-                except BaseException as exc:
-                    _resolve(item.future, exc=exc)
-                if item.defers_sync:
-                    self._owe_sync()
-                continue
-            assert isinstance(item, list)
-            batch = [r for c in item for r in c.readings]
+            self._handle(item)
+            if self._sync_due is not None and time.monotonic() >= self._sync_due:
+                self._deferred_sync()  # due while work kept coming: now, before the next item
+
+    def _handle(self, item: list[_Chunk] | _Command[Any] | object) -> None:
+        """Writer thread: run one command, or commit one batch and resolve its futures."""
+        if isinstance(item, _Command):
             try:
-                prepared = None if self._prepare is None else _joined(item)
-                flags = self._commit_batch(batch) if prepared is None else self._commit_batch(batch, prepared)
-            except Exception as exc:
-                log.error("event=store_commit_failed readings=%d error=%s", len(batch), type(exc).__name__)
-                err = exc if isinstance(exc, StoreError) else StoreError(f"commit failed: {exc}")
-                for c in item:
-                    _resolve(c.future, exc=err)
-                continue
-            if any(flags):  # a reading was written: its commit (synchronous=FULL) fsynced the WAL
-                self._sync_due = None
-            every = all(flags)
-            pos = 0
+                _resolve(item.future, item.fn())
+            except BaseException as exc:
+                _resolve(item.future, exc=exc)
+            if item.defers_sync or self._readings_defer_sync:  # in that mode every commit is NORMAL
+                self._owe_sync()
+            return
+        assert isinstance(item, list)
+        batch = [r for c in item for r in c.readings]
+        try:
+            prepared = None if self._prepare is None else _joined(item)
+            flags = self._commit_batch(batch) if prepared is None else self._commit_batch(batch, prepared)
+        except Exception as exc:
+            log.error("event=store_commit_failed readings=%d error=%s", len(batch), type(exc).__name__)
+            err = exc if isinstance(exc, StoreError) else StoreError(f"commit failed: {exc}")
             for c in item:
-                if every:  # the usual case: one pass over the uids
-                    _resolve(c.future, CommitResult(tuple([r.uid for r in c.readings]), ()))
-                    continue
-                stored: list[str] = []
-                dropped: list[str] = []
-                for r in c.readings:
-                    (stored if flags[pos] else dropped).append(r.uid)
-                    pos += 1
-                _resolve(c.future, CommitResult(tuple(stored), tuple(dropped)))
+                _resolve(c.future, exc=err)
+            return
+        if any(flags) and self._readings_defer_sync:  # committed with synchronous=NORMAL: fsync within the window
+            self._owe_sync()
+            if self._sync_now is not None and self._sync_now(batch) and self._fsync():  # durable before it exists
+                self.spot_syncs += 1
+        elif any(flags):  # a reading was written: its commit (synchronous=FULL) fsynced the WAL
+            self._sync_due = None
+        every = all(flags)
+        pos = 0
+        for c in item:
+            if every:  # the usual case: one pass over the uids
+                _resolve(c.future, CommitResult(tuple([r.uid for r in c.readings]), ()))
+                continue
+            stored: list[str] = []
+            dropped: list[str] = []
+            for r in c.readings:
+                (stored if flags[pos] else dropped).append(r.uid)
+                pos += 1
+            _resolve(c.future, CommitResult(tuple(stored), tuple(dropped)))
 
     def _deferred_sync(self) -> None:
-        """Writer thread: fsync the WAL for the commits made without one (no reading commit came)."""
+        """Writer thread: fsync the WAL for the commits made without one."""
+        if self._fsync():
+            self.deferred_syncs += 1
+
+    def _fsync(self) -> bool:
+        """Writer thread: fsync the WAL now; nothing is owed after it. False when it failed (logged;
+        the next fsync, due within a window, covers the same commits)."""
         self._sync_due = None
         assert self._sync_wal is not None
         try:
             self._sync_wal()
-            self.deferred_syncs += 1
-        except OSError as exc:  # the next reading commit fsyncs anyway; say so and go on
-            log.warning("event=store_deferred_sync_failed error=%r", exc.strerror)
+        except OSError as exc:  # tried again a window later; logged the first time and every 100th
+            self.sync_failures += 1
+            if self.sync_failures == 1 or self.sync_failures % 100 == 0:
+                log.warning("event=store_deferred_sync_failed error=%r failures=%d", exc.strerror, self.sync_failures)
+            self._owe_sync()
+            return False
+        return True

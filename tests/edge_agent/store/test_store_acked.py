@@ -1,12 +1,13 @@
 """Acknowledged seq ranges instead of a row rewrite per acknowledged reading (issue 14): the same
 guarantees (pending until the hub's ack, re-sent across restarts, retention only of synced rows),
-far fewer WAL frames, and the rows' ``synced`` flag folded in bulk at open, close and every
-FOLD_ROWS readings, so a tool reading the file after a clean stop sees the truth."""
+far fewer WAL frames, rows never rewritten, and a table kept short by bridging gaps that hold
+no pending row."""
 
 from __future__ import annotations
 
 import shutil
 import sqlite3
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -14,10 +15,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from edge_agent.config import StoreConfig
-from edge_agent.store import acked as acked_mod
 from edge_agent.store.acked import PENDING, AckedRanges, runs
 
-from .conftest import GW, OpenStore, make_reading
+from .conftest import GW, T0, OpenStore, make_reading
 
 
 def _table(db: Path) -> tuple[list[tuple[int, int]], dict[int, int]]:
@@ -48,7 +48,9 @@ def test_runs_and_bad_ranges() -> None:
         AckedRanges([(4, 3)])
 
 
-def test_an_ack_records_ranges_not_rows_and_a_reopen_folds_them(open_store: OpenStore, tmp_path: Path) -> None:
+def test_an_ack_records_ranges_not_rows_and_they_survive_a_crash_and_a_close(
+    open_store: OpenStore, tmp_path: Path
+) -> None:
     s = open_store(config=StoreConfig(group_commit_ms=1))
     s.submit([make_reading(i) for i in range(1, 101)]).result(5)
     first, second = s.lease(40), s.lease(40)
@@ -62,7 +64,7 @@ def test_an_ack_records_ranges_not_rows_and_a_reopen_folds_them(open_store: Open
     assert [r.seq for r in s.lease(100).readings] == list(range(81, 101))  # only the unacknowledged
     assert s.ack("no-such-batch") == 0
 
-    # a crash (a copy of the live files): the next open folds the ranges into the rows
+    # a crash (a copy of the live files), and a clean close: the ranges are the record either way
     crashed = tmp_path / "crashed"
     crashed.mkdir()
     for suffix in ("", "-wal"):
@@ -70,12 +72,12 @@ def test_an_ack_records_ranges_not_rows_and_a_reopen_folds_them(open_store: Open
     shutil.copy(tmp_path / "keystore.json", crashed / "keystore.json")
     s.close()
     ranges, flags = _table(s.path)
-    assert ranges == [] and sum(v == 1 for v in flags.values()) == 80  # a clean close folds too
+    assert ranges == [(1, 80)] and set(flags.values()) == {0}  # a close rewrites no row either
     again = open_store(path=crashed / "buffer.sqlite3", keystore=crashed / "keystore.json")
     st = again.stats()
     assert st.pending == 20 and st.stored_total == 100
-    ranges, flags = _table(again.path)
-    assert ranges == [] and [q for q, v in sorted(flags.items()) if v == 0] == list(range(81, 101))
+    assert [r.seq for r in again.lease(100).readings] == list(range(81, 101))
+    assert _table(again.path)[0] == [(1, 80)]
 
 
 def test_an_ack_writes_a_few_wal_frames_not_a_page_per_row(open_store: OpenStore) -> None:
@@ -93,25 +95,43 @@ def test_an_ack_writes_a_few_wal_frames_not_a_page_per_row(open_store: OpenStore
     assert s._w.total_changes - changes <= 2
 
 
-def test_ranges_fold_in_bulk_every_fold_rows_and_before_retention(
-    open_store: OpenStore, monkeypatch: pytest.MonkeyPatch
+def test_gaps_without_pending_rows_are_bridged_and_retention_deletes_only_synced_rows(
+    open_store: OpenStore,
 ) -> None:
-    monkeypatch.setattr("edge_agent.store.outbox.FOLD_ROWS", 50)
-    s = open_store(config=StoreConfig(group_commit_ms=1))
-    s.submit([make_reading(i) for i in range(1, 101)]).result(5)
+    s = open_store(config=StoreConfig(group_commit_ms=1, retention_days=1))
+    s.submit([make_reading(i) for i in (*range(1, 41), *range(45, 101))]).result(5)  # 41-44 never stored
     assert s.mark_synced([f"{GW}:{i}" for i in range(1, 31)]) == 30
+    assert s.mark_synced([f"{GW}:{i}" for i in range(51, 61)]) == 10
     s.flush()
-    assert _table(s.path)[0] == [(1, 30)]
-    assert s.mark_synced([f"{GW}:{i}" for i in (*range(31, 41), *range(45, 56))]) == 21  # 51 held: fold
+    assert _table(s.path)[0] == [(1, 30), (51, 60)]  # 31-40 and 45-50 are pending: the gap stays
+    assert s.mark_synced([f"{GW}:{i}" for i in (*range(31, 41), *range(45, 51))]) == 16
     s.flush()
-    ranges, flags = _table(s.path)
-    assert ranges == [] and sorted(q for q, v in flags.items() if v == 1) == [*range(1, 41), *range(45, 56)]
-    assert s.mark_synced([f"{GW}:{i}" for i in range(1, 60)]) == 8  # only 41-44 and 56-59 were pending
-    assert s.stats().pending == 100 - 59
+    assert _table(s.path)[0] == [(1, 60)]  # 41-44 were never stored: bridged, no row rewritten
+    assert set(_table(s.path)[1].values()) == {0}
+    assert s.stats().pending == 40 and [r.seq for r in s.lease(100).readings] == list(range(61, 101))
+    later = T0 + timedelta(days=30)
+    assert s.run_retention(later).readings_deleted == 56  # the held ones; 61-100 are pending
+    assert sorted(_table(s.path)[1]) == list(range(61, 101)) and s.stats().pending == 40
+
+
+def test_a_row_stored_later_inside_a_range_is_pending(open_store: OpenStore) -> None:
+    s = open_store(config=StoreConfig(group_commit_ms=1))
+    s.submit([make_reading(i) for i in (*range(1, 11), *range(13, 21))]).result(5)
+    assert s.mark_synced([f"{GW}:{i}" for i in range(1, 21)]) == 18
     s.flush()
-    assert _table(s.path)[0] == [(41, 44), (56, 59)]
-    s.run_retention()  # folds first: retention and the full-disk purge delete only synced rows
-    assert _table(s.path)[0] == []
+    assert _table(s.path)[0] == [(1, 20)]  # 11 and 12 were never stored: bridged
+    s.submit([make_reading(12)]).result(5)  # an out-of-order submission lands in the range
+    s.flush()
+    assert _table(s.path)[0] == [(1, 11), (13, 20)]
+    assert s.stats().pending == 1 and [r.seq for r in s.lease(10).readings] == [12]
+
+
+@given(st.lists(st.integers(1, 60), max_size=30), st.lists(st.integers(1, 60), max_size=10))
+def test_without_takes_exactly_those_seqs_out(held: list[int], out: list[int]) -> None:
+    a = AckedRanges(runs(held))
+    a.replace(a.without(out))
+    assert {q for q in range(0, 62) if q in a} == set(held) - set(out)
+    assert a.top == max(set(held) - set(out), default=0)
 
 
 def test_pending_queries_agree_with_the_ranges(open_store: OpenStore) -> None:
@@ -127,7 +147,6 @@ def test_pending_queries_agree_with_the_ranges(open_store: OpenStore) -> None:
         conn.close()
     assert got == [4, 5, 6, *range(9, 20)]
     assert s.stats().pending == 14 and s.stats().oldest_pending_age_s is not None
-    assert acked_mod.FOLD_ROWS >= 1024  # large enough to fold in long, contiguous passes
 
 
 def test_when_a_range_cannot_be_written_the_rows_are_marked_instead(

@@ -3,6 +3,8 @@ restarts), alerts submitted through futures ahead of a reading backlog, dead let
 
 from __future__ import annotations
 
+import base64
+import os
 import sqlite3
 import threading
 from datetime import timedelta
@@ -80,7 +82,8 @@ def test_submit_alert_reports_a_full_disk_through_its_future(open_store: OpenSto
         res = s.submit([spot(seq + i) for i in range(1, 51)]).result(10)
         seq += 50
         dropped += len(res.dropped)
-    fut = s.submit_alert("big", {"alert_id": "big", "note": "x" * 40_000}, updated_at=T0)
+    note = base64.b64encode(os.urandom(45_000)).decode()  # 60 KB that compression cannot shrink much
+    fut = s.submit_alert("big", {"alert_id": "big", "note": note}, updated_at=T0)
     with pytest.raises(StoreFullError):
         fut.result(10)
     assert s.stats().disk_full and s.stats().pending_alerts == 0

@@ -4,6 +4,7 @@ large, rare WAL checkpoints."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable
@@ -24,7 +25,7 @@ from edge_agent.store.connection import (
 )
 from edge_agent.store.writer import GroupCommitWriter
 
-from .conftest import GW, T0, OpenStore, make_reading
+from .conftest import GW, T0, OpenStore, make_reading, spot
 
 
 def test_a_trickle_waits_for_the_window_and_a_crowd_commits_at_once(open_store: OpenStore) -> None:
@@ -154,7 +155,7 @@ def test_a_deferred_fsync_that_fails_is_logged_and_the_writer_goes_on(caplog: py
 def test_an_alert_shares_the_readings_fsync_and_is_made_durable_alone_within_a_window(
     open_store: OpenStore,
 ) -> None:
-    s = open_store(config=StoreConfig(group_commit_ms=200))
+    s = open_store(config=StoreConfig(group_commit_ms=200, fsync_window_ms=0))  # every reading commit fsyncs
     assert s.submit_alert("a1", {"alert_id": "a1", "state": "raised"}, updated_at=T0).result(5) == 1
     assert [a["alert_id"] for a in s.load_alerts()] == ["a1"]  # visible at once, before any fsync
     assert _wait(lambda: s.deferred_syncs == 1)  # no reading came: the writer fsynced the WAL itself
@@ -164,6 +165,71 @@ def test_an_alert_shares_the_readings_fsync_and_is_made_durable_alone_within_a_w
     time.sleep(0.6)
     assert s.deferred_syncs == 1
     assert s._w.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL again for the readings
+
+
+def test_with_an_fsync_window_readings_commit_at_once_and_the_writer_fsyncs_once_a_window() -> None:
+    """Commits every few ms, one fsync per sync window, never later than the window after the
+    first commit not yet fsynced, and the one still owed at stop is made."""
+    syncs: list[float] = []
+    commits: list[float] = []
+
+    def commit(batch: list[Reading]) -> list[bool]:
+        commits.append(time.monotonic())
+        return [True] * len(batch)
+
+    w = GroupCommitWriter(
+        commit,
+        window_s=0.01,
+        sync_wal=lambda: syncs.append(time.monotonic()),
+        sync_window_s=0.3,
+        readings_defer_sync=True,
+    )
+    w.start()
+    t0 = time.monotonic()
+    try:
+        for i in range(1, 51):  # a reading every 20 ms for about a second
+            w.submit([make_reading(i)]).result(5)
+            time.sleep(0.02)
+        assert len(commits) == 50  # each committed within its 10 ms window, not held for the fsync
+        assert 2 <= len(syncs) <= 5, syncs
+        assert syncs[0] - t0 >= 0.25 and all(b - a >= 0.25 for a, b in itertools.pairwise(syncs))
+        assert _wait(lambda: syncs[-1] > commits[-1])  # the last commits are fsynced within a window
+        assert syncs[-1] - commits[-1] < 0.3 + 0.2
+        n = len(syncs)
+        time.sleep(0.5)
+        assert len(syncs) == n  # nothing owed: no fsync for nothing
+        w.call(lambda: None)  # any command may have written: it owes an fsync in this mode
+        w.stop(5)  # ... which stop makes at once
+        assert len(syncs) == n + 1
+    finally:
+        w.stop(5)
+
+
+def test_the_store_defers_its_readings_fsync_to_the_fsync_window(open_store: OpenStore) -> None:
+    s = open_store(config=StoreConfig(group_commit_ms=5, fsync_window_ms=400))
+    assert s._w.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL: the writer fsyncs
+    t0 = time.monotonic()
+    s.submit([make_reading(1)]).result(5)
+    assert time.monotonic() - t0 < 0.3  # committed (visible, crash-safe) without waiting for the fsync
+    assert s.recent(since=T0)[0].seq == 1 and s.deferred_syncs == 0
+    assert _wait(lambda: s.deferred_syncs == 1)
+    s.save_visit("v1", {"visit_id": "v1"}, is_open=True, updated_at=T0)  # any commit is covered
+    assert _wait(lambda: s.deferred_syncs == 2)
+    # a spot check (a blood pressure: nobody takes it again by itself) is durable before it exists
+    s.submit([spot(2)]).result(5)
+    assert s.spot_syncs == 1 and s.deferred_syncs == 2
+    s.submit([make_reading(3), make_reading(4)]).result(5)  # a stream's seconds wait for the window
+    assert s.spot_syncs == 1
+    full = open_store(
+        path=s.path.with_name("full.sqlite3"),
+        keystore=s.path.with_name("full-keystore.json"),
+        config=StoreConfig(group_commit_ms=5, fsync_window_ms=5),
+    )
+    assert full._w.execute("PRAGMA synchronous").fetchone()[0] == 2  # a window no longer than the commit's
+    full.submit([make_reading(1)]).result(5)
+    time.sleep(0.1)
+    assert full.deferred_syncs == 0  # each commit fsynced itself
+    assert StoreConfig().fsync_window_ms == 5000 and StoreConfig().group_commit_ms == 1000
 
 
 def test_fsync_wal_without_a_wal_file_is_a_no_op(tmp_path: Path) -> None:

@@ -91,3 +91,35 @@ def test_failed_migration_rolls_back(tmp_path: Path) -> None:
         migrate(conn, now=T0)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
     assert conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone()[0] == 1
+
+
+def test_version_7_keeps_the_leased_batches_without_their_unique_index(open_store: OpenStore, tmp_path: Path) -> None:
+    """Issue 14: the unique index on ``batches.batch_id`` cost a WAL frame at every lease and ack."""
+    s = open_store(path=tmp_path / "b.sqlite3")
+    s.submit([make_reading(i) for i in range(1, 21)]).result(5)
+    leased = s.lease(10)
+    s.close()
+    conn = sqlite3.connect(s.path, isolation_level=None)
+    assert conn.execute("PRAGMA index_list(batches)").fetchall() == []
+    # the same file as version 6 left it: the table with its unique index
+    conn.execute("BEGIN")
+    conn.execute(
+        "CREATE TABLE b6 (n INTEGER PRIMARY KEY, batch_id TEXT NOT NULL UNIQUE, leased_us INTEGER NOT NULL, "
+        "attempt INTEGER NOT NULL, seqs TEXT NOT NULL)"
+    )
+    conn.execute("INSERT INTO b6 SELECT * FROM batches")
+    conn.execute("DROP TABLE batches")
+    conn.execute("ALTER TABLE b6 RENAME TO batches")
+    conn.execute("DELETE FROM schema_migrations WHERE version = 7")
+    conn.execute("PRAGMA user_version = 6")
+    conn.execute("COMMIT")
+    assert len(conn.execute("PRAGMA index_list(batches)").fetchall()) == 1
+    conn.close()
+    again = open_store(path=s.path)
+    resent = again.lease(10)
+    assert resent.id == leased.id and [r.seq for r in resent.readings] == list(range(1, 11))
+    assert again.ack(resent.id) == 10 and again.stats().pending == 10
+    conn = sqlite3.connect(s.path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 7
+    assert conn.execute("PRAGMA index_list(batches)").fetchall() == []
+    conn.close()

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import os
 import threading
+import zlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -141,8 +142,44 @@ def test_the_fast_plaintext_decodes_like_the_generic_body(
     generic = codec._dumps(codec._body(r, GW)).encode()
     cols = (clear.seq, clear.measured_us, clear.received_us, clear.vital, clear.device_id)
     assert codec.reading_from_row(*cols, fast, GW) == r == codec.reading_from_row(*cols, generic, GW)
-    assert ("id" in json.loads(fast)) == (r.uid != f"{GW}:{seq}")
+    assert ("id" in json.loads(codec.payload_json(fast))) == (r.uid != f"{GW}:{seq}")
     assert codec.reading_plaintext(r, GW) == fast  # the second time from the caches: the same bytes
+
+
+@given(st.text(max_size=300))
+def test_tokenising_is_undone_exactly(text: str) -> None:
+    """Any text without control characters (compact JSON never writes them raw) comes back."""
+    text = "".join(c for c in text if c >= " ")
+    assert codec.payload_json(codec.tokenize('{"v":' + text).encode()) == '{"v":' + text
+
+
+def test_payloads_are_tokenised_and_older_plain_json_rows_still_open() -> None:
+    """Issue 14: the demo's readings as the station stores them, about 60 % smaller."""
+    r = dataclasses.replace(
+        make_reading(7, patient_id="local:DEMO-001"),
+        flags=frozenset({Quality.CLOCK_UNSYNCED}),
+        extra=(("device_time", "05/14/25 09:00:00"), ("exc", 2048), ("alarm", 0), ("sn", "0000012345")),
+    )
+    clear, plain = codec.reading_to_parts(r, GW)
+    legacy = codec._dumps(codec._body(r, GW)).encode()  # a row written before the tokens
+    assert plain[:1] == b"\x01" and legacy[:1] == b"{"
+    assert len(legacy) >= 145 and len(plain) <= 64, (len(legacy), len(plain))
+    assert codec.reading_from_parts(clear, plain, GW) == r == codec.reading_from_parts(clear, legacy, GW)
+    assert json.loads(codec.payload_json(plain))["x"] == json.loads(legacy)["x"]
+    assert len(codec.PAYLOAD_TOKENS) <= 31 and codec.PAYLOAD_TOKENS[0] == '{"v":'  # file format
+
+
+def test_alert_payloads_are_compressed_and_older_json_rows_still_open() -> None:
+    msg = "NEWS2 3 (nguy cơ thấp–trung bình); 3 điểm: SpO2 / NEWS2 3 (low-medium risk); 3 points: SpO2"
+    payload: dict[str, object] = {"alert_id": "a" * 32, "message": msg, "inputs": {"spo2": 90, "hr": 83} | {}}
+    payload["causes"] = [{"code": f"c{i}", "points": i, "text": msg} for i in range(4)]
+    plain = codec.alert_plaintext(payload)
+    legacy = codec._dumps(payload).encode()
+    assert plain[:1] == b"x" and len(plain) < len(legacy) / 2
+    assert codec.alert_from_plaintext(plain) == payload == codec.alert_from_plaintext(legacy)
+    for bad in (plain[:-3], b"x" + b"\0" * 20, zlib.compress(b"[1]")):
+        with pytest.raises(ValueError):
+            codec.alert_from_plaintext(bad)
 
 
 def test_codec_keeps_identifiers_out_of_clear_columns() -> None:
