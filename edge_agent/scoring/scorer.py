@@ -36,7 +36,7 @@ from edge_agent.scoring import findings as F
 from edge_agent.scoring import labels as L
 from edge_agent.scoring.errors import ManualObservationError
 from edge_agent.scoring.lifecycle import AlertBook, Finding
-from edge_agent.scoring.observations import MANUAL_UID, Observations, Sample, SubjectState
+from edge_agent.scoring.observations import MANUAL_UID, Observations, Series, SubjectState
 from edge_agent.scoring.patient import PatientContext
 from edge_agent.scoring.registry import LoadedModel, ModelRegistry
 from edge_agent.scoring.runtime import RuntimeInfo
@@ -409,12 +409,12 @@ class Scorer:
             if child and rule.kind in ADULT_ONLY:
                 continue  # adult heart-rate definitions; PEWS scores a child's rate by age
             series = st.series.get(rule.vital)
-            if not series or series[-1].t < since:
+            if not series or series.t[-1] < since:
                 continue  # nothing recent: neither raised nor resolved
             ev = detect(rule, _SeriesView(series, since), max_gap_s=self.settings.event_max_gap_s)
             known = frozenset({rule.vital})
             if ev is None:
-                last = series[-1]
+                last = series.last()
                 if not rule.holds(last.value):  # back to normal: resolved
                     text = L.event_resolved_text(rule.kind, rule.vital, last.value)
                     inputs = ((rule.vital, last.value, last.uid),)
@@ -425,7 +425,7 @@ class Scorer:
             level = AlertLevel.LOW_MEDIUM if points == 3 else AlertLevel.LOW
             held = ev.duration_s if rule.duration_s > 0 else None
             text = L.event_text(rule.kind, rule.vital, rule.op, rule.threshold, held, ev.worst)
-            last = series[-1]
+            last = series.last()
             out.append(
                 Finding(
                     subject,
@@ -473,14 +473,15 @@ class _SeriesView(Sequence[tuple[float, float]]):
     """``(t, value)`` pairs of the samples since ``since``, without copying the series (the
     detector walks back from the end and stops at the first break)."""
 
-    __slots__ = ("_series", "_start")
+    __slots__ = ("_start", "_t", "_v")
 
-    def __init__(self, series: list[Sample], since: float) -> None:
-        self._series = series
-        self._start = bisect.bisect_left(series, since, key=lambda s: s.t)
+    def __init__(self, series: Series, since: float) -> None:
+        self._t = series.t
+        self._v = series.v
+        self._start = bisect.bisect_left(series.t, since)
 
     def __len__(self) -> int:
-        return len(self._series) - self._start
+        return len(self._t) - self._start
 
     @overload
     def __getitem__(self, i: int) -> tuple[float, float]: ...
@@ -493,8 +494,8 @@ class _SeriesView(Sequence[tuple[float, float]]):
             i += len(self)
         if not 0 <= i < len(self):
             raise IndexError(i)
-        s = self._series[self._start + i]
-        return (s.t, s.value)
+        j = self._start + i
+        return (self._t[j], self._v[j])
 
 
 def _parse_manual(key: str, value: object) -> float:

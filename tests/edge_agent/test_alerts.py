@@ -126,6 +126,25 @@ def test_cleared_only_when_the_causes_are_measured_again() -> None:
     assert new is not None and new.alert_id != a.alert_id and new.state == AlertState.RAISED
 
 
+def test_the_last_500_cleared_alerts_stay_acknowledgeable_as_they_were() -> None:
+    b = book()
+    cleared = []
+    for i in range(501):
+        a = b.assess(news2(LM), t(2 * i))
+        assert a is not None
+        c = b.assess(news2(None), t(2 * i + 1))
+        assert c is not None and c.state == AlertState.CLEARED
+        cleared.append(c)
+    with pytest.raises(AlertNotFound):  # the oldest is forgotten
+        b.get(cleared[0].alert_id)
+    # the others come back equal to what was returned when they cleared (kept packed, issue 14)
+    assert all(b.get(c.alert_id) == c for c in cleared[1:])
+    late = b.acknowledge(cleared[1].alert_id, "nurse Lan", t(2000))
+    assert late.acks == (Ack("nurse Lan", t(2000)),) and late.acknowledged and late.updated_at == t(2000)
+    assert b.get(cleared[1].alert_id) == late
+    assert b.acknowledge(cleared[1].alert_id, "nurse Mai", t(2001)).acks[-1] == Ack("nurse Mai", t(2001))
+
+
 def test_causes_accumulate_over_escalations() -> None:
     b = book()
     b.assess(news2(LM, causes=("spo2",)), t(0))
