@@ -52,7 +52,10 @@ def test_twenty_thousand_readings_drain_with_bounded_in_flight_and_memory(
                     def done() -> bool:
                         nonlocal peak_window
                         peak_window = max(peak_window, store.stats().batches_in_flight)
-                        return store.stats().pending == 0
+                        # the uplink counts an ack once store.ack has returned to the loop, a
+                        # moment after the store's pending count fell: wait for both
+                        assert part.uplink is not None
+                        return store.stats().pending == 0 and part.uplink.counters.synced >= N
 
                     assert await async_wait_until(done, 120, step=0.01), part.report()
                     elapsed = time.monotonic() - t0
