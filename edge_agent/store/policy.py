@@ -67,7 +67,7 @@ def is_continuous(r: Reading) -> bool:
 def holds_spot_check(readings: Sequence[Reading]) -> bool:
     """True when a reading of ``readings`` is a spot check (not a second of a continuous stream):
     its commit is fsynced before it exists (store/writer.py, the fsync window)."""
-    return not all([r.source_format in CONTINUOUS_FORMATS or r.vital in CONTINUOUS_VITALS for r in readings])
+    return not all(map(is_continuous, readings))
 
 
 @dataclass(frozen=True, slots=True)

@@ -361,11 +361,13 @@ class GroupCommitWriter:
             for c in item:
                 _resolve(c.future, exc=err)
             return
-        if any(flags) and self._readings_defer_sync:  # committed with synchronous=NORMAL: fsync within the window
+        if not any(flags):
+            pass
+        elif self._readings_defer_sync:  # committed with synchronous=NORMAL: fsync within the window
             self._owe_sync()
             if self._sync_now is not None and self._sync_now(batch) and self._fsync():  # durable before it exists
                 self.spot_syncs += 1
-        elif any(flags):  # a reading was written: its commit (synchronous=FULL) fsynced the WAL
+        else:  # a reading was written: its commit (synchronous=FULL) fsynced the WAL
             self._sync_due = None
         every = all(flags)
         pos = 0
