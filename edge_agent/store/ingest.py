@@ -55,6 +55,9 @@ class ReadingIngest:
         self._last_kept: dict[tuple[str, str], int] = {}  # downsampling: (device, vital) -> µs kept
         # called just before COMMIT (SQLite then runs without the GIL): the writer seals ahead
         self.before_commit: Callable[[], None] = lambda: None
+        # inside the transaction, before COMMIT: other rows owed that ride along (the outbox's
+        # leases); returns what to do once committed
+        self.ride_along: Callable[[], Callable[[], None] | None] = lambda: None
 
     def count_overflow(self, readings: Sequence[Reading]) -> None:
         """The writer's FIFO was full: these readings are dropped and counted (queue_full)."""
@@ -219,6 +222,7 @@ class ReadingIngest:
             if late:
                 self._index.index_rows(late)
             new_upto = self._index.tail_if_due(max(state.last_seq, max([row[0] for row in written], default=0)))
+            rode = self.ride_along()
             self.before_commit()
             w.execute("COMMIT")
         except BaseException:
@@ -226,6 +230,8 @@ class ReadingIngest:
                 w.execute("ROLLBACK")
             raise
         # committed: now the counters
+        if rode is not None:
+            rode()
         if unheld is not None:
             self._acked.replace(unheld)
         state.readings_committed(counts, overflow, max_seq, [batch[i].seq for i in stored])

@@ -57,7 +57,7 @@ class Lease:
     leased_us: int  # when last handed out (store clock)
     attempt: int  # times handed out
     in_flight: bool  # handed out and neither acknowledged nor released
-    persisted: bool = True  # False: the batches row could not be written (disk full); lost at restart
+    persisted: bool = True  # False: no batches row (not written yet, or no room for it); lost at restart
 
 
 class LeaseBook:
@@ -116,6 +116,14 @@ class LeaseBook:
                     self._leases[batch_id] = dataclasses.replace(lease, in_flight=False)
                     n += 1
             return n
+
+    def mark_persisted(self, batch_ids: Iterable[str]) -> None:
+        """Their ``batches`` rows are committed (those still in the book)."""
+        with self._lock:
+            for batch_id in batch_ids:
+                lease = self._leases.get(batch_id)
+                if lease is not None:
+                    self._leases[batch_id] = dataclasses.replace(lease, persisted=True)
 
     def batch_ids(self) -> Sequence[str]:
         with self._lock:

@@ -2,10 +2,20 @@
 ``pending_batch`` / ``mark_synced`` by uid, and the dead letters.
 
 Nothing leaves the pending state before the hub acknowledged it (DESIGN §6). A batch's seqs are
-recorded in ``batches`` when it is leased, so an acknowledgement that arrives after a restart
-marks exactly that batch's readings, and an unacknowledged batch is re-sent (same id, those of
-its readings still pending) before any new one. A row that fails to open (tampered, key gone)
-leaves the outbox for the dead letters (``synced = 2``): counted, logged, never leased again.
+recorded in ``batches``, so an acknowledgement that arrives after a restart marks exactly that
+batch's readings, and an unacknowledged batch is re-sent (same id, those of its readings still
+pending) before any new one.
+
+With ``lazy_leases`` (the store's fsync window is on) a new batch's row is not written by its own
+commit: it rides along in the next readings commit (``ride_along``), or is written before the
+writer's deferred fsync, at ``flush`` or at close (``save_leases``), whichever comes first, and
+not at all when the hub's ack comes before (issue 14: a lease and its ack were two commits of
+about two WAL frames each, every few seconds). So, as for the rest of the sync's bookkeeping, a
+crash or power cut loses at most one fsync window of leases: their readings are then pending
+and sent again in a new batch after the restart, and the hub keeps each uid once.
+
+A row that fails to open (tampered, key gone) leaves the outbox for the dead letters
+(``synced = 2``): counted, logged, never leased again.
 
 Threads: rows are read and opened on the caller's thread (the reader connection); every write
 runs on the writer thread, through ``call`` (the store's writer queue) or because the caller is
@@ -29,6 +39,7 @@ from device_drivers.records import Reading
 from edge_agent.store import acked as acked_ranges
 from edge_agent.store import codec
 from edge_agent.store.acked import PENDING, AckedRanges
+from edge_agent.store.connection import is_full
 from edge_agent.store.errors import StoreFullError
 from edge_agent.store.leases import Lease, LeaseBook, encode_seqs
 from edge_agent.store.reader import Decoder, Reader
@@ -70,6 +81,7 @@ class Outbox:
         max_in_flight: int,
         lease_timeout_s: float | None,
         acked: AckedRanges | None = None,
+        lazy_leases: bool = False,
     ) -> None:
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
@@ -86,6 +98,8 @@ class Outbox:
         self._timeout_us = None if lease_timeout_s is None else int(lease_timeout_s * 1_000_000)
         self._lease_lock = threading.Lock()  # one lease at a time picks readings
         self._acked = acked or AckedRanges()  # writer thread: the acked table in memory
+        self._lazy = lazy_leases
+        self._unsaved: dict[str, None] = {}  # writer thread: ids of leases whose row is owed, in order
 
     # --- leases (callers' threads) ----------------------------------------------------------------
 
@@ -201,23 +215,68 @@ class Outbox:
         batch_id = secrets.token_hex(8)
         while self._book.get(batch_id) is not None:  # pragma: no cover - 64 random bits
             batch_id = secrets.token_hex(8)
-        persisted = True
-        try:
-            self._space.txn(
-                lambda: w.execute(
-                    "INSERT INTO batches (batch_id, leased_us, attempt, seqs) VALUES (?, ?, 1, ?)",
-                    (batch_id, now_us, encode_seqs(seqs)),
-                ),
-                "record the leased batch",
-            )
-        except StoreFullError:
-            # still sent: an ack in this run marks it; after a restart its readings go in a new batch
-            persisted = False
-            log.warning("event=store_lease_not_persisted batch=%s readings=%d reason=disk_full", batch_id, len(seqs))
-        self._book.put(Lease(batch_id, seqs, now_us, 1, in_flight=True, persisted=persisted))
+        lease = Lease(batch_id, seqs, now_us, 1, in_flight=True, persisted=False)
+        self._book.put(lease)
+        self._unsaved[batch_id] = None
+        if not self._lazy:
+            self.save_leases()
         return Batch(batch_id, tuple(readings), now, 1)
 
+    def _owed_leases(self) -> list[Lease]:
+        owed = [lease for lease in map(self._book.get, self._unsaved) if lease is not None and not lease.persisted]
+        self._unsaved.clear()
+        return owed
+
+    def _insert_leases(self, owed: Sequence[Lease]) -> None:
+        self._w.executemany(
+            "INSERT INTO batches (batch_id, leased_us, attempt, seqs) VALUES (?, ?, ?, ?)",
+            [(x.batch_id, x.leased_us, x.attempt, encode_seqs(x.seqs)) for x in owed],
+        )
+
+    @staticmethod
+    def _not_persisted(owed: Sequence[Lease]) -> None:
+        # still sent: an ack in this run marks them; after a restart their readings go in a new batch
+        for x in owed:
+            log.warning(
+                "event=store_lease_not_persisted batch=%s readings=%d reason=disk_full", x.batch_id, len(x.seqs)
+            )
+
+    def save_leases(self) -> None:
+        """Writer thread: write the rows still owed for leases in the book, in their own transaction."""
+        owed = self._owed_leases()
+        if not owed:
+            return
+        try:
+            self._space.txn(lambda: self._insert_leases(owed), "record the leased batch")
+        except StoreFullError:
+            self._not_persisted(owed)
+            return
+        self._book.mark_persisted(x.batch_id for x in owed)
+
+    def ride_along(self) -> Callable[[], None] | None:
+        """Writer thread, inside the readings transaction: write the rows owed for leases (in a
+        savepoint: on a full disk the readings still commit). Returns what to do after COMMIT."""
+        if not self._unsaved:
+            return None
+        owed = self._owed_leases()
+        if not owed:
+            return None
+        w = self._w
+        w.execute("SAVEPOINT leases")
+        try:
+            self._insert_leases(owed)
+        except sqlite3.Error as exc:
+            w.execute("ROLLBACK TO leases")
+            w.execute("RELEASE leases")
+            if not is_full(exc):
+                raise
+            self._not_persisted(owed)
+            return None
+        w.execute("RELEASE leases")
+        return lambda: self._book.mark_persisted(x.batch_id for x in owed)
+
     def _forget(self, lease: Lease) -> None:
+        self._unsaved.pop(lease.batch_id, None)
         if lease.persisted:
             with contextlib.suppress(StoreFullError):  # else loaded again at the next open, forgotten then
                 self._space.txn(
@@ -234,6 +293,7 @@ class Outbox:
         if lease is None:
             log.info("event=store_ack_unknown_batch batch=%s", _for_log(batch_id))
             return 0
+        self._unsaved.pop(batch_id, None)  # acknowledged before its row was written: never written
         size = self._space.ack_chunk()
         chunks = [list(lease.seqs[i : i + size]) for i in range(0, len(lease.seqs), size)] or [[]]
         changed = 0

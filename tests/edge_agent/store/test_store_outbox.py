@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -177,6 +178,52 @@ def test_lease_and_ack_work_on_a_full_disk(open_store: OpenStore) -> None:
     assert acked == total and s.stats().pending == 0
 
 
+def _batch_rows(path: Path | str) -> list[str]:
+    conn = sqlite3.connect(path)
+    try:
+        return [r[0] for r in conn.execute("SELECT batch_id FROM batches ORDER BY n")]
+    finally:
+        conn.close()
+
+
+def test_a_lease_row_rides_along_with_the_next_readings_commit(open_store: OpenStore) -> None:
+    s = open_store(config=StoreConfig(group_commit_ms=10, fsync_window_ms=60_000))
+    s.submit([make_reading(i) for i in range(1, 7)]).result(5)
+    b1 = s.lease(3)
+    assert _batch_rows(s.path) == []  # not by a commit of its own
+    s.submit([make_reading(7)]).result(5)
+    assert _batch_rows(s.path) == [b1.id]  # in the readings' transaction
+    b2 = s.lease(3)
+    assert s.ack(b2.id) == 3  # acknowledged before any commit carried its row: never written
+    s.submit([make_reading(8)]).result(5)
+    assert _batch_rows(s.path) == [b1.id]
+    assert s.ack(b1.id) == 3 and _batch_rows(s.path) == []
+    s.close()
+
+
+def test_a_lease_row_is_written_before_the_deferred_fsync_and_at_close(open_store: OpenStore) -> None:
+    s = open_store(config=StoreConfig(group_commit_ms=10, fsync_window_ms=200))
+    s.submit([make_reading(i) for i in range(1, 7)]).result(5)
+    synced = s.deferred_syncs
+    b1 = s.lease(3)
+    deadline = time.monotonic() + 5
+    while s.deferred_syncs <= synced and time.monotonic() < deadline:  # no readings come: the writer's fsync
+        time.sleep(0.01)
+    assert _batch_rows(s.path) == [b1.id]
+    b2 = s.lease(3)
+    s.close()
+    assert _batch_rows(s.path) == [b1.id, b2.id]
+    s = open_store(config=StoreConfig(group_commit_ms=10, fsync_window_ms=200))
+    assert s.ack(b2.id) == 3 and s.ack(b1.id) == 3  # the acks after a restart mark exactly those
+
+
+def test_without_the_fsync_window_a_lease_row_is_written_at_once(open_store: OpenStore) -> None:
+    s = open_store(config=StoreConfig(group_commit_ms=10, fsync_window_ms=10))
+    s.submit([make_reading(i) for i in range(1, 7)]).result(5)
+    b1 = s.lease(3)
+    assert _batch_rows(s.path) == [b1.id]
+
+
 def test_lease_not_recorded_on_a_full_disk_is_still_sent_and_acknowledged(
     open_store: OpenStore, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -196,6 +243,7 @@ def test_lease_not_recorded_on_a_full_disk_is_still_sent_and_acknowledged(
     with caplog.at_level(logging.WARNING, logger="edge_agent.store"):
         for _ in range(500):  # one reading per batch until a batch row no longer fits
             leased.append(s.lease(1))
+            s.flush()  # a lease's row is written with the next commit, at flush or before the fsync
             if "event=store_lease_not_persisted" in caplog.text:
                 break
     assert "event=store_lease_not_persisted" in caplog.text

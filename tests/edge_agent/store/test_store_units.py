@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from device_drivers.records import Quality, Reading, Vital
 from edge_agent.store import Cipher, KeystoreError, TamperError, choose_cipher, codec, cpu_has_aes, policy
+from edge_agent.store.alert_zdict import ALERT_ZDICT_1, ALERT_ZDICT_1_ID
 from edge_agent.store.envelope import Sealer, aad, patient_index, reading_aad
 from edge_agent.store.keystore import Keystore
 from edge_agent.store.writer import GroupCommitWriter
@@ -180,6 +181,41 @@ def test_alert_payloads_are_compressed_and_older_json_rows_still_open() -> None:
     for bad in (plain[:-3], b"x" + b"\0" * 20, zlib.compress(b"[1]")):
         with pytest.raises(ValueError):
             codec.alert_from_plaintext(bad)
+
+
+# an alert record as the demo's PEWS scorer wrote it (2026-12-01), 1,322 B of JSON
+DEMO_ALERT: dict[str, object] = {
+    "alert_id": "25295e7f907a4048854ae7e387a2bc5f", "subject": "local:DEMO-CHILD", "kind": "pews",
+    "level": "low", "state": "raised",
+    "message": "PEWS ≥ 1, chưa đủ: nhịp thở, SpO2, nhịp tim, huyết áp tâm thu (tối thiểu mức thấp); mức độ suy hô "
+    "hấp nhẹ, lưu lượng oxy 0 lít/phút, thời gian đổ đầy mao mạch 2 giây, ý thức A; báo điều dưỡng phụ trách; đánh "
+    "giá lại trong 60 phút; PEWS chưa được thẩm định ngoài bệnh viện: dùng để quyết định chuyển tuyến / PEWS at "
+    "least 1, missing: respiration rate, SpO2, heart rate, systolic BP (at least low); respiratory distress mild, "
+    "oxygen flow 0 L/min, capillary refill time 2 s, consciousness A; inform the nurse in charge; reassess within "
+    "60 minutes; PEWS is not validated before hospital: use it to guide referral",
+    "raised_at": "2026-12-01T21:58:04.339637+00:00", "score": 1.0, "partial": True,
+    "inputs": [["resp_distress", 1.0, "manual"], ["o2_flow", 0.0, "manual"], ["cap_refill", 2.0, "manual"]],
+    "model": "pews@1.0.0", "updated_at": "2026-12-01T21:58:04.339637+00:00",
+    "notified_at": "2026-12-01T21:58:04.339637+00:00", "acknowledged": False, "acks": [],
+    "missing": ["resp_rate", "spo2", "heart_rate", "bp_systolic"], "causes": ["resp_distress"],
+    "cleared_at": None, "clear_reason": "", "open": True,
+}  # fmt: skip
+
+
+def test_alert_payloads_use_the_frozen_preset_dictionary() -> None:
+    plain = codec.alert_plaintext(DEMO_ALERT)
+    before = zlib.compress(codec._dumps(DEMO_ALERT).encode(), 9)  # a row written before the dictionary
+    # one 512 B page with the row's other columns, where plain zlib needed an overflow page
+    assert len(plain) <= 330 < 700 <= len(before), (len(plain), len(before))
+    assert plain[1] & 0x20 and int.from_bytes(plain[2:6], "big") == ALERT_ZDICT_1_ID
+    assert codec.alert_from_plaintext(plain) == DEMO_ALERT == codec.alert_from_plaintext(before)
+    assert ALERT_ZDICT_1_ID == 0x92AFC371 and len(ALERT_ZDICT_1) == 4925  # file format: never edited
+    other = zlib.compressobj(9, zlib.DEFLATED, 15, 9, zlib.Z_DEFAULT_STRATEGY, b"another dictionary")
+    unknown = other.compress(b"{}") + other.flush()
+    with pytest.raises(ValueError, match="unknown preset dictionary"):
+        codec.alert_from_plaintext(unknown)
+    with pytest.raises(ValueError):
+        codec.alert_from_plaintext(plain[:1] + bytes([plain[1] ^ 0x20]) + plain[2:])  # header says no dict
 
 
 def test_codec_keeps_identifiers_out_of_clear_columns() -> None:
