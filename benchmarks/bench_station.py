@@ -27,7 +27,12 @@ the machine may be shared, and CPU *time* is what a Raspberry Pi pays for):
    agent's kernel ``write_bytes`` (``/proc/<pid>/io``) over the window divided by the readings
    committed in it (counted in the database). Goal: <= 800 B.
    The agent's log goes to a pipe (as to journald), so log lines cost no ``write_bytes``; their
-   count is printed.
+   count is printed. Where the bytes go (``benchmarks/wal_frames.py``): the WAL frames the window
+   appended, per reading and by what wrote them (readings, page 1, alerts, leases and acks, the
+   deferred indexes). The kernel counts ``write_bytes`` when a 4 KiB page turns dirty, so the rest
+   is pages dirtied again after they were written back: the WAL's last page after each fsync, the
+   ``-shm`` wal-index (its header and hash slots, every commit) and ``status.json`` after each
+   writeback, and the database's pages at a checkpoint.
 3. **RSS**: the agent's resident set (``VmRSS``), sampled every second in the station run and
    printed every ``--seconds / 10``; the peak (``VmHWM``) and the growth after warm-up; at the end,
    where it is (``/proc/<pid>/smaps``: heap, other anonymous memory, file-backed pages of the
@@ -62,6 +67,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import wal_frames  # noqa: E402  (benchmarks/wal_frames.py, beside this file)
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 HIGH_RATE = ("nonin-format2", "contec-cms50")
@@ -330,6 +338,7 @@ def measure(
         s0 = sample(run.proc.pid)
         b0 = sample(base.pid) if base is not None else None
         n0 = stored_readings(run.db)
+        wal0 = wal_frames.mark(run.db)
         line0 = len(run.lines)
         curve: list[Sample] = [s0]
         end = s0.t + seconds
@@ -339,6 +348,7 @@ def measure(
         s1 = curve[-1]
         b1 = sample(base.pid) if base is not None else None
         n1 = stored_readings(run.db)
+        wal = wal_frames.window(run.db, wal0)
         window_lines = [line for _, line in run.lines[line0:]]
         breakdown = rss_breakdown(run.proc.pid)
     finally:
@@ -363,6 +373,7 @@ def measure(
         "curve": curve,
         "exit": run.proc.returncode,
         "breakdown": breakdown,
+        "wal": wal,
     }
     if b0 is not None and b1 is not None:
         out["bare_cpu_pct"] = cpu_rate(b0, b1)
@@ -511,6 +522,24 @@ def main() -> int:
                 f"   write_bytes {st['write_bytes']:,} B = "
                 f"{float(st['write_bytes_per_reading']):,.0f} B per stored reading (goal: <= 800)"  # type: ignore[arg-type]
             )
+            wal = st["wal"]
+            assert isinstance(wal, wal_frames.WalWindow)
+            n = max(1, int(st["readings"]))  # type: ignore[call-overload]
+            wal_b = wal.frames * (wal.page_size + wal_frames.FRAME_HEADER)
+            restarted = " (a checkpoint restarted the WAL: since then)" if wal.restarted else ""
+            print(
+                f"   of which WAL frames: {wal.frames} in {wal.commits} commits = {wal.frames / n:.2f} frames, "
+                f"{wal_b / n:,.0f} B per reading{restarted}"
+                "; the rest is pages dirtied again (the WAL's last page after each fsync, -shm, status.json)"
+                " and checkpoints"
+            )
+            print(
+                "   WAL frames by what wrote them: "
+                + ", ".join(
+                    f"{k} {100 * v / max(1, wal.frames):.0f} %"
+                    for k, v in wal_frames.grouped(wal.by_btree).most_common()
+                )
+            )
             events = st["log_events"]
             assert isinstance(events, collections.Counter)
             print(f"   log lines in the window: {st['log_lines']} ({dict(events.most_common(6))})")
@@ -544,6 +573,7 @@ def main() -> int:
                     "peak_rss_mib": round(float(st["peak_rss_mib"]), 1),  # type: ignore[arg-type]
                     "rss_growth_mib": round(growth, 2),
                     "rss_second_half_mib_per_min": round(late, 3),
+                    "wal_frames_per_reading": round(wal.frames / n, 3),
                     "log_lines": st["log_lines"],
                     "sync": sync is not None,
                 }

@@ -5,7 +5,8 @@ scheduled job. Blocking I/O sits at the edges with one explicit hand-off each: a
 serial port, the store's group-commit writer thread (readings and alerts are committed through
 futures), the status writer's thread, and with ``[sync]`` paho's network thread and the sync's
 store worker (edge_agent.sync). Start order is state dir and pid file, store, scoring, status,
-sync (when configured), pipeline, dashboard (with ``[dashboard]``), devices, scheduler; shutdown
+sync (when configured), pipeline, dashboard (with ``[dashboard]``), devices, the garbage collector's
+freeze (edge_agent.memory), scheduler; shutdown
 (SIGTERM/SIGINT) runs it backwards: jobs stop, sessions stop, the sync sends what is pending for a
 few seconds and says "offline", everything already parsed is drained into the store, the last status is written,
 alerts in flight are committed, the store closes cleanly, the pid file goes, and systemd hears
@@ -31,6 +32,7 @@ from edge_agent.component import Component, Lifecycle
 from edge_agent.config import AgentConfig
 from edge_agent.devices import DeviceSession
 from edge_agent.events import EventHub
+from edge_agent.memory import GarbagePart
 from edge_agent.parts import (
     DevicesPart,
     PipelinePart,
@@ -131,6 +133,7 @@ class Agent:
                 events=self.events,
                 clock=clock,
             )
+        self.garbage = GarbagePart()
         components: list[Component] = [
             StateDirPart(config.state_dir, PidFile(config.state_dir / PID_FILE)),
             self._store,
@@ -147,6 +150,9 @@ class Agent:
             # the dashboard starts after the pipeline (visits attach devices there), before the devices
             *([self._dashboard] if self._dashboard is not None else []),
             self._devices,
+            # once everything has started: what is alive is frozen, the cyclic garbage collected
+            # every minute (edge_agent/memory.py)
+            self.garbage,
             SchedulerPart(lambda: self.lifecycle),
         ]
         self.lifecycle = Lifecycle(components)
