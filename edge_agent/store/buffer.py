@@ -261,10 +261,7 @@ class BufferStore:
     def _save_leases_and_fsync(self) -> None:
         """Writer thread: the fsync the writer owes (store/writer.py), with the rows of leases
         still owed written first (store/outbox.py), so they are as durable as the rest."""
-        try:
-            self._outbox.save_leases()
-        except sqlite3.Error as exc:  # bookkeeping only: those batches are sent again after a restart
-            log.warning("event=store_lease_save_failed error=%s", type(exc).__name__)
+        self._outbox.save_leases()  # never raises: bookkeeping only
         fsync_wal(self.path)
 
     def _check_open(self) -> None:

@@ -40,7 +40,7 @@ from edge_agent.store import acked as acked_ranges
 from edge_agent.store import codec
 from edge_agent.store.acked import PENDING, AckedRanges
 from edge_agent.store.connection import is_full
-from edge_agent.store.errors import StoreFullError
+from edge_agent.store.errors import StoreError, StoreFullError
 from edge_agent.store.leases import Lease, LeaseBook, encode_seqs
 from edge_agent.store.reader import Decoder, Reader
 from edge_agent.store.results import Batch
@@ -223,8 +223,10 @@ class Outbox:
         return Batch(batch_id, tuple(readings), now, 1)
 
     def _owed_leases(self) -> list[Lease]:
-        owed = [lease for lease in map(self._book.get, self._unsaved) if lease is not None and not lease.persisted]
-        self._unsaved.clear()
+        """Leases whose row is still owed (those acknowledged or forgotten meanwhile drop out)."""
+        owed = [x for x in map(self._book.get, self._unsaved) if x is not None and not x.persisted]
+        if len(owed) != len(self._unsaved):
+            self._unsaved = dict.fromkeys(x.batch_id for x in owed)
         return owed
 
     def _insert_leases(self, owed: Sequence[Lease]) -> None:
@@ -233,29 +235,39 @@ class Outbox:
             [(x.batch_id, x.leased_us, x.attempt, encode_seqs(x.seqs)) for x in owed],
         )
 
-    @staticmethod
-    def _not_persisted(owed: Sequence[Lease]) -> None:
-        # still sent: an ack in this run marks them; after a restart their readings go in a new batch
+    def _settled(self, owed: Sequence[Lease], *, written: bool) -> None:
+        """After COMMIT (``written``) or after giving up on a full disk: no longer owed."""
         for x in owed:
+            self._unsaved.pop(x.batch_id, None)
+        if written:
+            self._book.mark_persisted(x.batch_id for x in owed)
+            return
+        for x in owed:  # still sent: an ack in this run marks it; after a restart its readings go in a new batch
             log.warning(
                 "event=store_lease_not_persisted batch=%s readings=%d reason=disk_full", x.batch_id, len(x.seqs)
             )
 
     def save_leases(self) -> None:
-        """Writer thread: write the rows still owed for leases in the book, in their own transaction."""
+        """Writer thread: write the rows still owed for leases, in their own transaction. Never
+        raises: on a full disk they are given up (logged); on another error they stay owed and
+        the next commit, fsync or close tries again."""
         owed = self._owed_leases()
         if not owed:
             return
         try:
             self._space.txn(lambda: self._insert_leases(owed), "record the leased batch")
         except StoreFullError:
-            self._not_persisted(owed)
+            self._settled(owed, written=False)
             return
-        self._book.mark_persisted(x.batch_id for x in owed)
+        except (sqlite3.Error, StoreError) as exc:
+            log.warning("event=store_lease_save_failed batches=%d error=%s", len(owed), type(exc).__name__)
+            return
+        self._settled(owed, written=True)
 
     def ride_along(self) -> Callable[[], None] | None:
         """Writer thread, inside the readings transaction: write the rows owed for leases (in a
-        savepoint: on a full disk the readings still commit). Returns what to do after COMMIT."""
+        savepoint: on a full disk the readings still commit). Returns what to do after COMMIT; if
+        the transaction rolls back instead, the rows stay owed."""
         if not self._unsaved:
             return None
         owed = self._owed_leases()
@@ -270,10 +282,10 @@ class Outbox:
             w.execute("RELEASE leases")
             if not is_full(exc):
                 raise
-            self._not_persisted(owed)
+            self._settled(owed, written=False)
             return None
         w.execute("RELEASE leases")
-        return lambda: self._book.mark_persisted(x.batch_id for x in owed)
+        return functools.partial(self._settled, owed, written=True)
 
     def _forget(self, lease: Lease) -> None:
         self._unsaved.pop(lease.batch_id, None)

@@ -201,6 +201,25 @@ def test_a_lease_row_rides_along_with_the_next_readings_commit(open_store: OpenS
     s.close()
 
 
+def test_a_lease_row_stays_owed_when_its_readings_transaction_rolls_back(open_store: OpenStore) -> None:
+    s = open_store(config=StoreConfig(group_commit_ms=10, fsync_window_ms=60_000))
+    s.submit([make_reading(i) for i in range(1, 7)]).result(5)
+    b1 = s.lease(3)
+    outbox, w = s._outbox, s._w
+
+    def rolled_back() -> object:  # a readings transaction that carried the row, then failed
+        w.execute("BEGIN IMMEDIATE")
+        after = outbox.ride_along()
+        w.execute("ROLLBACK")
+        return after
+
+    assert s._call(rolled_back) is not None
+    assert _batch_rows(s.path) == []
+    s.flush()  # still owed: written by the next chance
+    assert _batch_rows(s.path) == [b1.id]
+    s.close()
+
+
 def test_a_lease_row_is_written_before_the_deferred_fsync_and_at_close(open_store: OpenStore) -> None:
     s = open_store(config=StoreConfig(group_commit_ms=10, fsync_window_ms=200))
     s.submit([make_reading(i) for i in range(1, 7)]).result(5)
