@@ -301,13 +301,21 @@ def start_agent(d: Path, cfg: Path) -> AgentRun:
 
 
 def stored_readings(db: Path) -> int:
+    """Readings committed in ``db`` now, counted in a copy of it and its WAL: the agent holds its
+    buffer locked (SQLite's ``unix-excl`` VFS, store/connection.py), and a copy's torn last frame
+    is simply not replayed."""
     if not db.exists():
         return 0
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
-    try:
-        return int(conn.execute("SELECT count(*) FROM readings").fetchone()[0])
-    finally:
-        conn.close()
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / "copy.sqlite3"
+        shutil.copyfile(db, copy)
+        with contextlib.suppress(FileNotFoundError):
+            shutil.copyfile(db.parent / (db.name + "-wal"), Path(tmp) / "copy.sqlite3-wal")
+        conn = sqlite3.connect(copy)
+        try:
+            return int(conn.execute("SELECT count(*) FROM readings").fetchone()[0])
+        finally:
+            conn.close()
 
 
 def cpu_rate(a: Sample, b: Sample) -> float:

@@ -259,9 +259,10 @@ class BufferStore:
         )
 
     def _save_leases_and_fsync(self) -> None:
-        """Writer thread: the fsync the writer owes (store/writer.py), with the rows of leases
-        still owed written first (store/outbox.py), so they are as durable as the rest."""
-        self._outbox.save_leases()  # never raises: bookkeeping only
+        """Writer thread: the fsync the writer owes (store/writer.py), with the rows owed for
+        leases old enough to have missed their ack written first (store/outbox.py), so they are as
+        durable as the rest."""
+        self._outbox.save_leases(aged_only=True)  # never raises: bookkeeping only
         fsync_wal(self.path)
 
     def _check_open(self) -> None:

@@ -7,12 +7,15 @@ batch's readings, and an unacknowledged batch is re-sent (same id, those of its 
 pending) before any new one.
 
 With ``lazy_leases`` (the store's fsync window is on) a new batch's row is not written by its own
-commit: it rides along in the next readings commit (``ride_along``), or is written before the
-writer's deferred fsync, at ``flush`` or at close (``save_leases``), whichever comes first, and
-not at all when the hub's ack comes before (issue 14: a lease and its ack were two commits of
-about two WAL frames each, every few seconds). So, as for the rest of the sync's bookkeeping, a
-crash or power cut loses at most one fsync window of leases: their readings are then pending
-and sent again in a new batch after the restart, and the hub keeps each uid once.
+commit, and not at all while the hub's ack may still come in the usual round trip: once a lease
+is ``LEASE_ROW_AFTER_S`` old (store clock) and still unacknowledged, its row rides along in the
+next readings commit (``ride_along``) or is written before the writer's next fsync
+(``save_leases(aged_only=True)``), whichever comes first; at ``flush`` and at close every row owed
+is written. The ack of a batch online comes within a second, so its row is never written (issue
+14: a lease's row and its deletion at the ack were about two WAL frames every few seconds, the
+most of the sync's bookkeeping). So, as for the rest of the sync's bookkeeping, a crash or power
+cut loses the rows of the leases younger than that (or than one fsync window): their readings are
+then pending and sent again in a new batch after the restart, and the hub keeps each uid once.
 
 A row that fails to open (tampered, key gone) leaves the outbox for the dead letters
 (``synced = 2``): counted, logged, never leased again.
@@ -52,6 +55,10 @@ from edge_agent.store.writer import RunOnWriter
 log = logging.getLogger(__name__)
 
 _LEASE_TRIES = 8  # plans per lease() when batches vanish under it (acknowledged meanwhile, all dead)
+# A lazy lease's row is written once its ack is this late (store clock): beyond a round trip to the
+# hub online (tens to hundreds of ms, bench_sync), short of the sync's ack timeout, so that a late
+# ack after a restart still marks exactly its batch.
+LEASE_ROW_AFTER_S = 5.0
 
 
 def ack_chunks(uids: Iterable[str], gateway_id: str, size: int) -> list[list[int]]:
@@ -222,11 +229,15 @@ class Outbox:
             self.save_leases()
         return Batch(batch_id, tuple(readings), now, 1)
 
-    def _owed_leases(self) -> list[Lease]:
-        """Leases whose row is still owed (those acknowledged or forgotten meanwhile drop out)."""
+    def _owed_leases(self, *, aged_only: bool) -> list[Lease]:
+        """Leases whose row is still owed (those acknowledged or forgotten meanwhile drop out);
+        ``aged_only``: only those leased ``LEASE_ROW_AFTER_S`` ago or earlier."""
         owed = [x for x in map(self._book.get, self._unsaved) if x is not None and not x.persisted]
         if len(owed) != len(self._unsaved):
             self._unsaved = dict.fromkeys(x.batch_id for x in owed)
+        if aged_only and owed:
+            cutoff_us = codec.to_us(self._clock()) - int(LEASE_ROW_AFTER_S * 1_000_000)
+            return [x for x in owed if x.leased_us <= cutoff_us]
         return owed
 
     def _insert_leases(self, owed: Sequence[Lease]) -> None:
@@ -247,11 +258,12 @@ class Outbox:
                 "event=store_lease_not_persisted batch=%s readings=%d reason=disk_full", x.batch_id, len(x.seqs)
             )
 
-    def save_leases(self) -> None:
-        """Writer thread: write the rows still owed for leases, in their own transaction. Never
-        raises: on a full disk they are given up (logged); on another error they stay owed and
-        the next commit, fsync or close tries again."""
-        owed = self._owed_leases()
+    def save_leases(self, *, aged_only: bool = False) -> None:
+        """Writer thread: write the rows still owed for leases (``aged_only``: those of leases at
+        least ``LEASE_ROW_AFTER_S`` old), in their own transaction. Never raises: on a full disk
+        they are given up (logged); on another error they stay owed and the next commit, fsync or
+        close tries again."""
+        owed = self._owed_leases(aged_only=aged_only)
         if not owed:
             return
         try:
@@ -265,12 +277,12 @@ class Outbox:
         self._settled(owed, written=True)
 
     def ride_along(self) -> Callable[[], None] | None:
-        """Writer thread, inside the readings transaction: write the rows owed for leases (in a
-        savepoint: on a full disk the readings still commit). Returns what to do after COMMIT; if
-        the transaction rolls back instead, the rows stay owed."""
+        """Writer thread, inside the readings transaction: write the rows owed for leases at
+        least ``LEASE_ROW_AFTER_S`` old (in a savepoint: on a full disk the readings still commit).
+        Returns what to do after COMMIT; if the transaction rolls back instead, the rows stay owed."""
         if not self._unsaved:
             return None
-        owed = self._owed_leases()
+        owed = self._owed_leases(aged_only=True)
         if not owed:
             return None
         w = self._w

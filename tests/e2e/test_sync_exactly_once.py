@@ -20,6 +20,7 @@ from edge_agent.store import BufferStore
 from hub.store import open_store
 from tests.fixtures.mosquitto import MosquittoBroker, MqttClient
 from tests.fixtures.pki import Pki
+from tests.fixtures.units import agent_environment
 from tests.hub.mqtt_helpers import ServeProcess
 
 GW = "gw-0001"
@@ -79,7 +80,11 @@ def hub(tmp_path: Path, pki: Pki, broker: MosquittoBroker) -> Iterator[Hub]:
 
 
 def start_agent(config: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([*AGENT, str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    """``edge-agent run`` with the environment its systemd unit gives it (no public CAs: the TLS
+    to the broker must stand on the provisioned CA alone)."""
+    return subprocess.Popen(
+        [*AGENT, str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=agent_environment()
+    )
 
 
 def stop_agent(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:

@@ -3,6 +3,7 @@ continue the sequence, and ``edge-agent demo`` / ``status`` keep their command-l
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -84,7 +85,8 @@ def test_sigterm_during_ingest_leaves_a_consistent_database(tmp_path: Path) -> N
     assert stored >= 60
     assert not (cfg.state_dir / "agent.pid").exists()
 
-    with sqlite3.connect(cfg.db_path) as db:
+    # closed, not only committed: the agent's next start must open the buffer alone (unix-excl)
+    with contextlib.closing(sqlite3.connect(cfg.db_path)) as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
     store = BufferStore.open(cfg.db_path, gateway_id="gw-test", keystore_path=cfg.keystore_path, config=cfg.store)
@@ -179,7 +181,7 @@ def test_corrupt_buffer_is_quarantined_and_the_agent_keeps_alerting(tmp_path: Pa
     moved = final["store"]["quarantined"]
     assert moved and Path(moved).read_bytes().startswith(b"this is not sqlite")  # kept for a technician
     assert final["pipeline"]["stored"] >= 10
-    with sqlite3.connect(state / "buffer.sqlite3") as db:
+    with contextlib.closing(sqlite3.connect(state / "buffer.sqlite3")) as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 

@@ -4,6 +4,7 @@ systemd unit does not restart on, no stale ``agent.pid``, the store closed, no t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -117,7 +118,7 @@ def test_a_later_failure_closes_the_store_and_keeps_the_real_error(tmp_path: Pat
     assert "event=agent_failed action=retry" in proc.stderr
     assert "NotADirectoryError" in proc.stderr or "FileExistsError" in proc.stderr, proc.stderr
     assert not (state / "agent.pid").exists()
-    with sqlite3.connect(state / "buffer.sqlite3") as db:
+    with contextlib.closing(sqlite3.connect(state / "buffer.sqlite3")) as db:
         assert db.execute("SELECT value FROM meta WHERE key = 'clean_shutdown'").fetchone()[0] == "1"
 
 

@@ -17,6 +17,7 @@ Every clock is the kernel's (the broker's OpenSSL reads it; tests/fixtures/pki.p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
 import struct
@@ -225,7 +226,7 @@ def test_rotate_keys_end_to_end(tmp_path: Path) -> None:
                 assert envelope_cert(envelope).serial_number == new_serial
                 open_envelope(envelope, hub_sealing_private=hub.keys.sealing, ca_certs=hub.trusted, now=clock())
                 # the data key: a new current key in the buffer's own table
-                with sqlite3.connect(f"file:{agent.config.db_path}?mode=ro", uri=True) as db:
+                with contextlib.closing(sqlite3.connect(f"file:{agent.config.db_path}?mode=ro", uri=True)) as db:
                     (current,) = db.execute("SELECT max(key_id) FROM data_keys").fetchone()
                 assert data["data_key_id"] == current and current >= 2
                 assert hub.authority.rotated_total == 1

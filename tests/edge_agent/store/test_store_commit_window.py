@@ -229,7 +229,7 @@ def test_the_store_defers_its_readings_fsync_to_the_fsync_window(open_store: Ope
     full.submit([make_reading(1)]).result(5)
     time.sleep(0.1)
     assert full.deferred_syncs == 0  # each commit fsynced itself
-    assert StoreConfig().fsync_window_ms == 5000 and StoreConfig().group_commit_ms == 1000
+    assert StoreConfig().fsync_window_ms == 15000 and StoreConfig().group_commit_ms == 1000
 
 
 def test_fsync_wal_without_a_wal_file_is_a_no_op(tmp_path: Path) -> None:

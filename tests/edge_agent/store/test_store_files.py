@@ -9,6 +9,8 @@ import logging
 import os
 import sqlite3
 import stat
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,7 +42,8 @@ def test_files_are_created_0600_whatever_the_umask(open_store: OpenStore, tmp_pa
     s.submit([make_reading(i) for i in range(1, 20)]).result(5)
     s.save_alert("a1", {"alert_id": "a1", "state": "raised"}, updated_at=datetime(2030, 1, 1, tzinfo=UTC))
     files = {p.name: _mode(p) for p in (tmp_path / "state").iterdir()}
-    assert {"buffer.sqlite3", "buffer.sqlite3-wal", "buffer.sqlite3-shm", "buffer.sqlite3-reserve"} <= set(files)
+    assert {"buffer.sqlite3", "buffer.sqlite3-wal", "buffer.sqlite3-reserve"} <= set(files)
+    assert "buffer.sqlite3-shm" not in files  # the WAL index is in memory (unix-excl VFS)
     assert files == dict.fromkeys(files, 0o600), files
     assert _mode(tmp_path / "state") & 0o077 == 0  # a state dir the store made is private too
     s.close()
@@ -58,7 +61,7 @@ def test_files_an_older_agent_left_readable_are_tightened(
     with caplog.at_level(logging.WARNING, logger="edge_agent.store"):
         s = open_store()
     assert _mode(s.path) == 0o600 and _mode(tmp_path / "buffer.sqlite3-reserve") == 0o600
-    assert _mode(tmp_path / "buffer.sqlite3-wal") == 0o600 and _mode(tmp_path / "buffer.sqlite3-shm") == 0o600
+    assert _mode(tmp_path / "buffer.sqlite3-wal") == 0o600
     assert "event=store_file_mode_fixed file=buffer.sqlite3 was=0644 now=0600" in caplog.text
     assert [r.seq for r in s.pending_batch(5)] == [1]
 
@@ -76,6 +79,38 @@ def test_quarantined_copies_are_0600(open_store: OpenStore, tmp_path: Path, umas
     for suffix in ("", "-wal", "-shm"):
         assert _mode(Path(f"{moved}{suffix}")) == 0o600, suffix
         assert not Path(f"{s.path}{suffix}").exists()
+
+
+_OTHER_PROCESS_READS = """
+import sqlite3, sys
+try:
+    n = sqlite3.connect(sys.argv[1], timeout=0.2).execute("SELECT count(*) FROM readings").fetchone()[0]
+    print("read", n)
+except sqlite3.OperationalError as exc:
+    print("refused:", exc)
+"""
+
+
+def _read_from_another_process(path: Path) -> str:
+    proc = subprocess.run(
+        [sys.executable, "-c", _OTHER_PROCESS_READS, str(path)], capture_output=True, text=True, timeout=30
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip()
+
+
+def test_the_buffer_is_this_process_s_alone_while_open_and_its_wal_index_in_memory(
+    open_store: OpenStore, tmp_path: Path
+) -> None:
+    """unix-excl (store/connection.py): no -shm file whose pages the kernel writes back every half
+    a minute; the writer and the reader side by side; another process refused until close."""
+    s = open_store()
+    s.submit([make_reading(i) for i in range(1, 4)]).result(5)
+    assert [r.seq for r in s.pending_batch(5)] == [1, 2, 3]  # the reader connection sees the commit
+    assert not (tmp_path / "buffer.sqlite3-shm").exists()
+    assert _read_from_another_process(s.path) == "refused: database is locked"
+    s.close()
+    assert _read_from_another_process(s.path) == "read 3"
 
 
 # --- the injected clock ----------------------------------------------------------------------------

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from edge_agent.config import StoreConfig
-from edge_agent.store import Batch
+from edge_agent.store import Batch, BufferStore
+from edge_agent.store.outbox import LEASE_ROW_AFTER_S
 
 from .conftest import GW, T0, Clock, OpenStore, make_reading, spot
 
@@ -186,26 +187,36 @@ def _batch_rows(path: Path | str) -> list[str]:
         conn.close()
 
 
-def test_a_lease_row_rides_along_with_the_next_readings_commit(open_store: OpenStore) -> None:
-    s = open_store(config=StoreConfig(group_commit_ms=10, fsync_window_ms=60_000))
+def test_a_lease_row_rides_along_with_a_readings_commit_once_its_ack_is_late(open_store: OpenStore) -> None:
+    clock = Clock()
+    s = open_store(config=StoreConfig(group_commit_ms=10, fsync_window_ms=60_000), clock=clock)
     s.submit([make_reading(i) for i in range(1, 7)]).result(5)
     b1 = s.lease(3)
     assert _batch_rows(s.path) == []  # not by a commit of its own
     s.submit([make_reading(7)]).result(5)
-    assert _batch_rows(s.path) == [b1.id]  # in the readings' transaction
-    b2 = s.lease(3)
-    assert s.ack(b2.id) == 3  # acknowledged before any commit carried its row: never written
+    assert _batch_rows(s.path) == []  # young: its ack normally comes within a round trip
+    clock.advance(seconds=LEASE_ROW_AFTER_S - 0.001)
     s.submit([make_reading(8)]).result(5)
+    assert _batch_rows(s.path) == []
+    clock.advance(seconds=0.001)
+    s.submit([make_reading(9)]).result(5)
+    assert _batch_rows(s.path) == [b1.id]  # late: in the readings' transaction
+    b2 = s.lease(3)
+    clock.advance(seconds=LEASE_ROW_AFTER_S)
+    assert s.ack(b2.id) == 3  # acknowledged before any commit carried its row: never written
+    s.submit([make_reading(10)]).result(5)
     assert _batch_rows(s.path) == [b1.id]
     assert s.ack(b1.id) == 3 and _batch_rows(s.path) == []
     s.close()
 
 
 def test_a_lease_row_stays_owed_when_its_readings_transaction_rolls_back(open_store: OpenStore) -> None:
-    s = open_store(config=StoreConfig(group_commit_ms=10, fsync_window_ms=60_000))
+    clock = Clock()
+    s = open_store(config=StoreConfig(group_commit_ms=10, fsync_window_ms=60_000), clock=clock)
     s.submit([make_reading(i) for i in range(1, 7)]).result(5)
     b1 = s.lease(3)
     outbox, w = s._outbox, s._w
+    clock.advance(seconds=LEASE_ROW_AFTER_S)
 
     def rolled_back() -> object:  # a readings transaction that carried the row, then failed
         w.execute("BEGIN IMMEDIATE")
@@ -220,19 +231,32 @@ def test_a_lease_row_stays_owed_when_its_readings_transaction_rolls_back(open_st
     s.close()
 
 
-def test_a_lease_row_is_written_before_the_deferred_fsync_and_at_close(open_store: OpenStore) -> None:
-    s = open_store(config=StoreConfig(group_commit_ms=10, fsync_window_ms=200))
-    s.submit([make_reading(i) for i in range(1, 7)]).result(5)
+def _wait_for_deferred_fsync(s: BufferStore, after: int) -> None:
+    deadline = time.monotonic() + 5
+    while s.deferred_syncs <= after and time.monotonic() < deadline:  # no readings come: the writer's fsync
+        time.sleep(0.01)
+    assert s.deferred_syncs > after
+
+
+def test_a_late_lease_row_is_written_before_the_deferred_fsync_and_every_owed_row_at_close(
+    open_store: OpenStore,
+) -> None:
+    clock = Clock()
+    s = open_store(config=StoreConfig(group_commit_ms=10, fsync_window_ms=200), clock=clock)
+    s.submit([make_reading(i) for i in range(1, 8)]).result(5)
     synced = s.deferred_syncs
     b1 = s.lease(3)
-    deadline = time.monotonic() + 5
-    while s.deferred_syncs <= synced and time.monotonic() < deadline:  # no readings come: the writer's fsync
-        time.sleep(0.01)
-    assert _batch_rows(s.path) == [b1.id]
-    b2 = s.lease(3)
+    _wait_for_deferred_fsync(s, synced)
+    assert _batch_rows(s.path) == []  # young at that fsync: not written
+    clock.advance(seconds=LEASE_ROW_AFTER_S)
+    synced = s.deferred_syncs
+    assert s.mark_synced([f"{GW}:7"]) == 1  # bookkeeping (no readings commit to ride along): an fsync owed
+    _wait_for_deferred_fsync(s, synced)
+    assert _batch_rows(s.path) == [b1.id]  # late at this one: written first
+    b2 = s.lease(3)  # young
     s.close()
-    assert _batch_rows(s.path) == [b1.id, b2.id]
-    s = open_store(config=StoreConfig(group_commit_ms=10, fsync_window_ms=200))
+    assert _batch_rows(s.path) == [b1.id, b2.id]  # at close, whatever their age
+    s = open_store(config=StoreConfig(group_commit_ms=10, fsync_window_ms=200), clock=clock)
     assert s.ack(b2.id) == 3 and s.ack(b1.id) == 3  # the acks after a restart mark exactly those
 
 
