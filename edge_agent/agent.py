@@ -121,7 +121,7 @@ class Agent:
                 store=lambda: self._store.store,
             )
         self._dashboard: DashboardPart | None = None
-        if config.dashboard is not None:  # no [dashboard]: no web page (and aiohttp is not imported)
+        if config.dashboard is not None:  # no [dashboard]: no web page (and its HTTP server is not imported)
             from edge_agent.dashboard.part import DashboardPart
 
             self._dashboard = DashboardPart(

@@ -1,4 +1,4 @@
-"""The HTTP conventions both pages follow (aiohttp): templates, JSON inside HTML, the
+"""The HTTP conventions both pages follow (webui.httpd): templates, JSON inside HTML, the
 same-origin check for state-changing requests, the security headers, and giving scrypt's
 memory back after a check."""
 
@@ -12,8 +12,7 @@ import re
 from collections.abc import Callable, Mapping
 from urllib.parse import urlsplit
 
-from aiohttp import web
-
+from webui import httpd as web
 from webui.i18n import Catalog
 
 # no inline script or style, nothing from another origin (no CDN, no web font)

@@ -1,5 +1,5 @@
 """What the station's nurse dashboard (edge_agent.dashboard) and the hub's fleet page (hub.web)
-do the same way over HTTP (aiohttp): the security middleware, the login page with its pre-login
+do the same way over HTTP (webui.httpd): the security middleware, the login page with its pre-login
 token, login (the rate limit, scrypt on a thread of its own, the session cookie), logout, the
 language switch and the static assets.
 
@@ -29,8 +29,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
-from aiohttp import web
-
+from webui import httpd as web
 from webui.auth import LoginLimiter, Session, Sessions, same_token
 from webui.http import CSP, release_free_memory, render_template, same_origin, set_security_headers
 from webui.i18n import Catalog

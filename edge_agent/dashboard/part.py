@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from aiohttp import web
+from webui import httpd as web
 
 from device_drivers.records import Reading
 from edge_agent.alerts import Alert

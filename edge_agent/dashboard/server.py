@@ -1,4 +1,4 @@
-"""The dashboard's HTTP side (aiohttp, on the agent's event loop): routes as data, the page, its
+"""The dashboard's HTTP side (webui.httpd, on the agent's event loop): routes as data, the page, its
 actions and the server-sent event stream; login (the station PIN), logout, the language switch,
 the static assets and the security middleware are shared with the hub's fleet page
 (webui.session_routes).
@@ -26,7 +26,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from aiohttp import web
+from webui import httpd as web
 
 from edge_agent.dashboard.auth import PinFileError, Session, verify_pin
 from edge_agent.dashboard.i18n import LANGUAGES, Catalog, catalog

@@ -72,7 +72,7 @@ def run_web(args: argparse.Namespace, thresholds: Thresholds) -> int:
 
 
 async def _serve(fleet: FleetWeb, host: str, port: int) -> None:
-    from aiohttp import web
+    from webui import httpd as web
 
     runner = web.AppRunner(fleet.app, access_log=None, handle_signals=False)
     await runner.setup()

@@ -1,4 +1,4 @@
-"""The fleet page's HTTP side (aiohttp): routes as data, the page, its JSON API and the fleet
+"""The fleet page's HTTP side (webui.httpd): routes as data, the page, its JSON API and the fleet
 sampler; login, logout, the language switch, the static assets and the security middleware are
 the station dashboard's (webui.session_routes), with an operator's name and password.
 
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from aiohttp import web
+from webui import httpd as web
 
 from hub.errors import StoreError
 from hub.fleet import Thresholds, fleet_records

@@ -17,7 +17,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
+from webui import httpd as web
 
 from hub.cli import main
 from hub.fleet import Thresholds
