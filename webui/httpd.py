@@ -38,6 +38,7 @@ log = logging.getLogger("webui.httpd")
 MAX_HEAD = 16 * 1024
 REQUEST_TIMEOUT_S = 30.0
 KEEPALIVE_TIMEOUT_S = 75.0
+MAX_CONNECTIONS = 64  # a station has a few screens, a hub a few operators: beyond, refused
 READ_CHUNK = 64 * 1024
 SERVER = b"station-edge"
 
@@ -439,6 +440,10 @@ class AppRunner:
         """One connection: requests answered one after another until either side closes."""
         task = asyncio.current_task()
         assert task is not None
+        if len(self._connections) >= MAX_CONNECTIONS:  # closed at once: memory stays bounded
+            log.warning("event=http_connection_refused reason=too_many connections=%d", len(self._connections))
+            writer.close()
+            return
         self._connections.add(task)
         task.add_done_callback(self._connections.discard)
         peer = writer.get_extra_info("peername")
@@ -447,7 +452,7 @@ class AppRunner:
         try:
             while True:
                 try:
-                    request = await self._read_request(conn, reader, remote)
+                    request = await self._read_request(conn, reader, writer, remote)
                 except _Closed:
                     return
                 except HTTPException as exc:  # too large, malformed: answered, then closed
@@ -476,7 +481,7 @@ class AppRunner:
                 await writer.wait_closed()
 
     async def _read_request(
-        self, conn: h11.Connection, reader: asyncio.StreamReader, remote: str | None
+        self, conn: h11.Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, remote: str | None
     ) -> Request | None:
         """The next request: ``KEEPALIVE_TIMEOUT_S`` for its first bytes, then ``REQUEST_TIMEOUT_S``
         for all of it (a client that sends a byte now and then is not waited for)."""
@@ -518,6 +523,8 @@ class AppRunner:
         declared = dict(event.headers).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise HTTPRequestEntityTooLarge(text=f"request body larger than {limit} bytes")
+        if conn.they_are_waiting_for_100_continue:  # curl and other clients wait for it before a body
+            writer.write(conn.send(h11.InformationalResponse(status_code=100, headers=[])) or b"")
         body = bytearray()
         while True:
             part = await next_event()

@@ -296,7 +296,7 @@ def alert_from_plaintext(plaintext: bytes) -> dict[str, object]:
             zdict = _ALERT_ZDICTS.get(int.from_bytes(plaintext[2:6], "big"), b"")
             if not zdict:
                 raise ValueError("alert payload names an unknown preset dictionary")
-        inflate = zlib.decompressobj(zdict=zdict) if zdict else zlib.decompressobj()
+        inflate = zlib.decompressobj(zdict=zdict)  # b"": a stream without one (FDICT clear)
         try:
             plaintext = inflate.decompress(plaintext, _ALERT_MAX_BYTES)
         except zlib.error as exc:

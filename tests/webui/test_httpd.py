@@ -329,3 +329,33 @@ def test_hostile_bytes_never_bring_the_server_down(junk: bytes) -> None:
             assert status_of(await s.raw(get("/a/ok/b"))) == 200
 
     asyncio.run(run())
+
+
+@arun
+async def test_a_client_waiting_for_100_continue_gets_it_and_too_many_connections_are_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with serve(app_with(("POST", "/form", echo))) as s:
+        reader, writer = await asyncio.open_connection("127.0.0.1", s.port)
+        writer.write(
+            b"POST /form HTTP/1.1\r\nHost: t\r\nConnection: close\r\nExpect: 100-continue\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 3\r\n\r\n"
+        )
+        assert await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5) == b"HTTP/1.1 100 \r\n\r\n"
+        writer.write(b"a=1")
+        raw = await asyncio.wait_for(reader.read(), 5)
+        assert status_of(raw) == 200 and json.loads(body_of(raw))["form"] == {"a": "1"}
+        writer.close()
+
+        monkeypatch.setattr(web, "MAX_CONNECTIONS", 2)
+        held = [await asyncio.open_connection("127.0.0.1", s.port) for _ in range(2)]
+        await asyncio.sleep(0.05)
+        try:
+            refused = await s.raw(get("/form"))
+        except ConnectionResetError:  # closed with the request unread
+            refused = b""
+        assert refused == b""  # closed without an answer
+        for _, w in held:
+            w.close()
+        await asyncio.sleep(0.05)
+        assert status_of(await s.raw(get("/form"))) == 405  # room again
