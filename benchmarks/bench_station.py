@@ -71,6 +71,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import wal_frames  # noqa: E402  (benchmarks/wal_frames.py, beside this file)
 
+from tests.fixtures.units import AGENT_UNIT, unit_environment  # noqa: E402
+
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 HIGH_RATE = ("nonin-format2", "contec-cms50")
 PER_DEVICE = ("nonin-format2", "contec-cms50", "masimo-ascii", "hl7v2")
@@ -273,18 +275,7 @@ class AgentRun:
                 self.ready.set()
 
 
-UNIT = ROOT / "systemd" / "station-edge.service"
 UNIT_ENV: dict[str, str] = {}  # set by main(): the unit's Environment= lines, unless --no-unit-env
-
-
-def unit_environment(unit: Path = UNIT) -> dict[str, str]:
-    """``Environment=K=V`` lines of the agent's systemd unit (unquoted, one assignment per line)."""
-    out: dict[str, str] = {}
-    for line in unit.read_text().splitlines():
-        if line.startswith("Environment="):
-            key, _, value = line.removeprefix("Environment=").partition("=")
-            out[key.strip()] = value.strip()
-    return out
 
 
 def start_agent(d: Path, cfg: Path) -> AgentRun:
@@ -430,7 +421,7 @@ def main() -> int:
     ap.add_argument("--no-unit-env", action="store_true", help="run the agent without the unit's Environment= lines")
     args = ap.parse_args()
     if not args.no_unit_env:
-        UNIT_ENV.update(unit_environment())
+        UNIT_ENV.update(unit_environment())  # tests/fixtures/units.py: the tests start the agent so too
     if args.quick:
         args.seconds, args.device_seconds, args.warmup = 15.0, 8.0, 4.0
     base = args.dir or ROOT
@@ -439,7 +430,8 @@ def main() -> int:
     summary: dict[str, object] = {}
     try:
         print(f"station benchmark in {top}; agent CPU is CPU time (threads' schedstat), not wall-clock load")
-        print(f"agent environment from {UNIT.name}: {' '.join(f'{k}={v}' for k, v in UNIT_ENV.items()) or 'none'}")
+        env_text = " ".join(f"{k}={v}" for k, v in UNIT_ENV.items()) or "none"
+        print(f"agent environment from {AGENT_UNIT.name}: {env_text}")
         if not args.skip_devices:
             d = top / "idle"
             idle = measure(d, [], args.device_seconds, warmup=args.warmup)

@@ -23,8 +23,6 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from webui import httpd as web
-
 from device_drivers.records import Reading
 from edge_agent.alerts import Alert
 from edge_agent.component import Job
@@ -46,6 +44,7 @@ from edge_agent.pipeline import Pipeline
 from edge_agent.scoring.errors import ManualObservationError
 from edge_agent.scoring.patient import AgeBand, PatientContext
 from edge_agent.store import BufferStore
+from webui import httpd as web
 
 log = logging.getLogger("edge_agent.dashboard")
 

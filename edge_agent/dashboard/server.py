@@ -26,12 +26,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from webui import httpd as web
-
 from edge_agent.dashboard.auth import PinFileError, Session, verify_pin
 from edge_agent.dashboard.i18n import LANGUAGES, Catalog, catalog
 from edge_agent.dashboard.view import LiveView
 from edge_agent.dashboard.visits import VisitError
+from webui import httpd as web
 from webui.http import json_for_html, render_template
 from webui.session_routes import Refusal, Route, SessionSite, SiteNames, refused
 

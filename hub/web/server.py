@@ -26,8 +26,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from webui import httpd as web
-
 from hub.errors import StoreError
 from hub.fleet import Thresholds, fleet_records
 from hub.fleet_alerts import fleet_alerts
@@ -35,6 +33,7 @@ from hub.fleet_history import DEFAULT_EVERY_S, DEFAULT_RETENTION_S, Sampler
 from hub.store import HubStore
 from hub.web.accounts import MAX_PASSWORD_LEN, AccountsFileError, read_accounts, verify
 from hub.web.view import PLOT_WINDOW, PageData, api_json, fragments
+from webui import httpd as web
 from webui.auth import Session
 from webui.http import json_for_html, render_template
 from webui.i18n import Catalog, load_catalog

@@ -17,7 +17,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from webui import httpd as web
 
 from hub.cli import main
 from hub.fleet import Thresholds
@@ -27,6 +26,7 @@ from hub.web.server import FleetWeb, WebSettings
 from tests.fixtures.web import Clock, cookie_jar, csrf_of, free_port, origin, post_login
 from tests.hub.helpers import T0
 from tests.hub.test_fleet import beat
+from webui import httpd as web
 
 PASSWORD = "mật-khẩu-đủ-dài"
 DAY = timedelta(days=1)
