@@ -80,8 +80,7 @@ def hub(tmp_path: Path, pki: Pki, broker: MosquittoBroker) -> Iterator[Hub]:
 
 
 def start_agent(config: Path) -> subprocess.Popen[bytes]:
-    """``edge-agent run`` with the environment its systemd unit gives it (no public CAs: the TLS
-    to the broker must stand on the provisioned CA alone)."""
+    """``edge-agent run`` with the environment its systemd unit gives it (``Environment=`` lines)."""
     return subprocess.Popen(
         [*AGENT, str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=agent_environment()
     )
