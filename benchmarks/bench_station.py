@@ -30,9 +30,9 @@ the machine may be shared, and CPU *time* is what a Raspberry Pi pays for):
    count is printed. Where the bytes go (``benchmarks/wal_frames.py``): the WAL frames the window
    appended, per reading and by what wrote them (readings, page 1, alerts, leases and acks, the
    deferred indexes). The kernel counts ``write_bytes`` when a 4 KiB page turns dirty, so the rest
-   is pages dirtied again after they were written back: the WAL's last page after each fsync, the
-   ``-shm`` wal-index (its header and hash slots, every commit) and ``status.json`` after each
-   writeback, and the database's pages at a checkpoint.
+   is pages dirtied again after they were written back: the WAL's last page after each fsync and
+   ``status.json`` after each writeback, and the database's pages at a checkpoint (the ``-shm``
+   wal-index is in the agent's memory: store/connection.py).
 3. **RSS**: the agent's resident set (``VmRSS``), sampled every second in the station run and
    printed every ``--seconds / 10``; the peak (``VmHWM``) and the growth after warm-up; at the end,
    where it is (``/proc/<pid>/smaps``: heap, other anonymous memory, file-backed pages of the
@@ -530,7 +530,7 @@ def main() -> int:
             print(
                 f"   of which WAL frames: {wal.frames} in {wal.commits} commits = {wal.frames / n:.2f} frames, "
                 f"{wal_b / n:,.0f} B per reading{restarted}"
-                "; the rest is pages dirtied again (the WAL's last page after each fsync, -shm, status.json)"
+                "; the rest is pages dirtied again (the WAL's last page after each fsync, status.json)"
                 " and checkpoints"
             )
             print(
