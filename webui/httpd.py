@@ -13,7 +13,9 @@ follow aiohttp's (``Request``, ``Response``, ``StreamResponse``, ``json_response
 Limits, as a page on a local network needs them: a request head of at most ``MAX_HEAD`` bytes,
 a body of at most the application's ``client_max_size`` (413 beyond), ``REQUEST_TIMEOUT_S`` to send
 a whole request once it began and ``KEEPALIVE_TIMEOUT_S`` idle between requests, then the
-connection is closed. A malformed request is answered 400 and the connection closed; a handler
+connection is closed; a client that takes nothing of a response for ``WRITE_TIMEOUT_S`` (a stalled
+tab on an event stream) is dropped, and the handler's next ``write`` raises ``ConnectionResetError``;
+at most ``MAX_CONNECTIONS`` at once. A malformed request is answered 400 and the connection closed; a handler
 that raises is logged and answered 500, never with its traceback.
 """
 
@@ -39,6 +41,7 @@ MAX_HEAD = 16 * 1024
 REQUEST_TIMEOUT_S = 30.0
 KEEPALIVE_TIMEOUT_S = 75.0
 MAX_CONNECTIONS = 64  # a station has a few screens, a hub a few operators: beyond, refused
+WRITE_TIMEOUT_S = 30.0  # a client that reads nothing for this long (a stalled tab) is dropped
 READ_CHUNK = 64 * 1024
 SERVER = b"station-edge"
 
@@ -366,7 +369,13 @@ class _Exchange:
             if self.writer.is_closing():
                 raise ConnectionResetError("the client has gone")
             self.writer.write(data)
-            await self.writer.drain()
+            try:
+                await asyncio.wait_for(self.writer.drain(), WRITE_TIMEOUT_S)
+            except TimeoutError:
+                self.writer.transport.abort()
+                raise ConnectionResetError("the client reads nothing") from None
+            except ConnectionError as exc:  # a broken pipe too: one exception for "the client has gone"
+                raise ConnectionResetError(str(exc)) from exc
 
     async def send_head(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
         headers = [(b"Server", SERVER), *headers]

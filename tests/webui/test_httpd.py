@@ -359,3 +359,26 @@ async def test_a_client_waiting_for_100_continue_gets_it_and_too_many_connection
             w.close()
         await asyncio.sleep(0.05)
         assert status_of(await s.raw(get("/form"))) == 405  # room again
+
+
+@arun
+async def test_a_client_that_reads_nothing_of_a_stream_is_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(web, "WRITE_TIMEOUT_S", 0.3)
+    dropped = asyncio.Event()
+
+    async def flood(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        await response.prepare(request)
+        try:
+            while True:
+                await response.write(b"x" * 65536)
+        except ConnectionResetError:
+            dropped.set()
+        return response
+
+    async with serve(app_with(("GET", "/flood", flood))) as s:
+        _reader, writer = await asyncio.open_connection("127.0.0.1", s.port, limit=1024)
+        writer.transport.pause_reading()  # a stalled tab: its socket buffer fills, then the server's
+        writer.write(get("/flood", close=False))
+        await asyncio.wait_for(dropped.wait(), 10)
+        writer.close()
