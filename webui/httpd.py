@@ -106,6 +106,7 @@ class Request:
         self.remote = remote
         self.match_info: dict[str, str] = {}
         self._body = body
+        self._exchange: _Exchange | None = None  # set while the server answers it
         self.cookies = _parse_cookies(self.headers.get("Cookie", ""))
 
     @property
@@ -198,7 +199,9 @@ class StreamResponse:
 
     async def prepare(self, request: Request) -> None:
         """Send the status line and headers; the body follows with ``write`` (chunked)."""
-        exchange = _exchange_of(request)
+        exchange = request._exchange
+        if exchange is None:
+            raise RuntimeError("this request is not being served")
         self._exchange = exchange
         await exchange.send_head(self.status, self._head(None))
 
@@ -391,29 +394,12 @@ class _Exchange:
         await self._send(h11.EndOfMessage())
 
 
-_EXCHANGE_KEY = "_webui_exchange"
-
-
-def _exchange_of(request: Request) -> _Exchange:
-    exchange = getattr(request, _EXCHANGE_KEY, None)
-    if not isinstance(exchange, _Exchange):
-        raise RuntimeError("this request is not being served")
-    return exchange
-
-
 class AppRunner:
     """Serves ``app`` on the sites started after ``setup``; ``cleanup`` stops listening, ends
     every connection (a handler still running gets ``shutdown_timeout`` to finish, then is
     cancelled) and runs the rest of the application's cleanup contexts."""
 
-    def __init__(
-        self,
-        app: Application,
-        *,
-        access_log: object = None,
-        handle_signals: bool = False,
-        shutdown_timeout: float = 5.0,
-    ) -> None:
+    def __init__(self, app: Application, *, shutdown_timeout: float = 5.0) -> None:
         self.app = app
         self.shutdown_timeout = shutdown_timeout
         self._servers: list[asyncio.Server] = []
@@ -467,8 +453,6 @@ class AppRunner:
                 except HTTPException as exc:  # too large, malformed: answered, then closed
                     await self._answer_error(conn, writer, exc)
                     return
-                if request is None:
-                    return
                 self._busy.add(task)
                 try:
                     await self._respond(conn, writer, request)
@@ -491,7 +475,7 @@ class AppRunner:
 
     async def _read_request(
         self, conn: h11.Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, remote: str | None
-    ) -> Request | None:
+    ) -> Request:
         """The next request: ``KEEPALIVE_TIMEOUT_S`` for its first bytes, then ``REQUEST_TIMEOUT_S``
         for all of it (a client that sends a byte now and then is not waited for)."""
         loop = asyncio.get_running_loop()
@@ -551,7 +535,7 @@ class AppRunner:
 
     async def _respond(self, conn: h11.Connection, writer: asyncio.StreamWriter, request: Request) -> None:
         exchange = _Exchange(conn, writer, head_only=request.method == "HEAD")
-        setattr(request, _EXCHANGE_KEY, exchange)
+        request._exchange = exchange
         try:
             response = await self.app.handle(request)
         except (ConnectionError, asyncio.CancelledError):

@@ -127,7 +127,7 @@ class DashboardPart:
         for alert in self._open_alerts():
             self.view.alert(alert)
         self._unsubscribe = self.events.subscribe(self._on_event)
-        runner = web.AppRunner(self.server.app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
+        runner = web.AppRunner(self.server.app, shutdown_timeout=2.0)
         await runner.setup()
         try:
             await web.TCPSite(runner, self.settings.host, self.settings.port, reuse_address=True).start()

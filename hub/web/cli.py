@@ -74,7 +74,7 @@ def run_web(args: argparse.Namespace, thresholds: Thresholds) -> int:
 async def _serve(fleet: FleetWeb, host: str, port: int) -> None:
     from webui import httpd as web
 
-    runner = web.AppRunner(fleet.app, access_log=None, handle_signals=False)
+    runner = web.AppRunner(fleet.app)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     try:
