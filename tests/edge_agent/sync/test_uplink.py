@@ -30,8 +30,12 @@ def test_readings_reach_the_hub_once_and_leave_pending_after_the_ack(
     async def main() -> None:
         with responding(pki, broker) as hub:
             async with running_sync(config, store) as part:
-                assert await async_wait_until(lambda: store.stats().pending == 0, 20), part.report()
-                assert part.synced == 230
+                # the store's count leaves pending on the writer thread, just before the uplink counts
+                # the ack it returned: wait for both
+                assert await async_wait_until(lambda: store.stats().pending == 0 and part.synced == 230, 20), (
+                    part.synced,
+                    part.report(),
+                )
                 report = part.report()["sync"]
                 assert isinstance(report, dict)
                 assert report["state"] == "connected" and report["batches_in_flight"] == 0
